@@ -1,0 +1,284 @@
+"""Configuration: TOML plus ``BFX_BRIDGE_*`` environment overrides, validated up front.
+
+One :data:`SETTINGS` table drives parsing, defaults, environment overrides and the README's
+configuration reference (``python -m bridge.config`` prints it). A bad config raises
+:class:`~bridge.errors.ConfigError` naming the file, the key and the fix, before anything
+connects (SPEC §2).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.errors import ConfigError
+from bridge.subscription import (
+    Subscription,
+    SubscriptionSyntaxError,
+    parse_channel,
+    parse_status,
+)
+
+__all__ = ["SETTINGS", "Config", "Group", "Setting", "load", "settings_reference"]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One scalar configuration key of a ``[section]``."""
+
+    section: str
+    key: str
+    type: type
+    default: Any
+    doc: str
+    env: str = ""
+    minimum: float | None = None
+
+    @property
+    def env_name(self) -> str:
+        """The environment variable that overrides this key."""
+        return self.env or f"BFX_BRIDGE_{self.section}_{self.key}".upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("bitfinex", "url", str, "wss://api-pub.bitfinex.com/ws/2",
+            "WebSocket v2 endpoint.", env="BFX_BRIDGE_WS_URL"),
+    Setting("bitfinex", "channel_limit", int, 25,
+            "Most channels subscribed on one connection (Bitfinex allows 25).", minimum=1),
+    Setting("bitfinex", "connections_per_minute", int, 20,
+            "New connections opened per minute at most (Bitfinex refuses more with HTTP 429).",
+            minimum=1),
+    Setting("bitfinex", "channel_timeout", float, 30.0,
+            "Seconds without data or heartbeat before a channel is resubscribed.", minimum=1),
+    Setting("bitfinex", "connection_timeout", float, 20.0,
+            "Seconds without any frame (nor pong) before a connection is dropped and reopened.",
+            minimum=1),
+    Setting("bitfinex", "ping_interval", float, 10.0,
+            "Seconds between ping events sent on each connection.", minimum=0.1),
+    Setting("bitfinex", "verify_checksums", bool, True,
+            "Verify every book's CRC32 checksum; a mismatch resets and resubscribes the book."),
+    Setting("redis", "url", str, "redis://127.0.0.1:6379/0",
+            "Redis URL (redis://, rediss://, with password), or \"embedded\".",
+            env="BFX_BRIDGE_REDIS_URL"),
+    Setting("redis", "prefix", str, "bfx", "Prefix of every key the bridge writes."),
+    Setting("redis", "maxlen", int, 100_000,
+            "Approximate length each stream is trimmed to (XADD MAXLEN ~).", minimum=1),
+    Setting("redis", "batch", int, 500, "Most entries sent in one pipeline.", minimum=1),
+    Setting("redis", "buffer", int, 100_000,
+            "Most entries held while Redis is unavailable; past it the oldest are dropped.",
+            minimum=1),
+)  # fmt: skip
+
+GROUP_KEYS = {
+    "name": "Group name, unique; the worker runs with --group NAME.",
+    "symbols": "Bitfinex symbols: tBTCUSD, tTESTBTC:TESTUSD, fUSD.",
+    "channels": "Channels for every symbol: ticker, trades, book[:PREC[:FREQ[:LEN]]], "
+    "candles[:TF[:aggregates]].",
+    "status": "Status channel keys: deriv:SYMBOL, liq:global.",
+    "trades_tu": "Publish `tu` trade updates too (default false: only executed trades).",
+}
+DEFAULT_CHANNELS = ("ticker", "trades", "book", "candles")
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A symbol group: one worker process and its subscriptions."""
+
+    name: str
+    subscriptions: tuple[Subscription, ...]
+    trades_tu: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration."""
+
+    path: str
+    settings: Mapping[str, Any]
+    groups: tuple[Group, ...] = field(default_factory=tuple)
+
+    def __getitem__(self, name: str) -> Any:
+        """``config["redis.url"]``: a setting's effective value."""
+        return self.settings[name]
+
+    def group(self, name: str) -> Group:
+        """The group called ``name``; ConfigError naming the known ones otherwise."""
+        for group in self.groups:
+            if group.name == name:
+                return group
+        known = ", ".join(g.name for g in self.groups) or "none"
+        raise ConfigError(self.path, "groups", f"no group named {name!r}", f"use one of: {known}")
+
+
+def load(path: str, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate ``path``; environment overrides win over the file."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(path, "-", "file not found", "pass an existing file with -c") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "-", f"not valid TOML ({exc})", "fix the syntax") from None
+    return parse(data, path, os.environ if env is None else env)
+
+
+def parse(data: Mapping[str, Any], path: str, env: Mapping[str, str]) -> Config:
+    """Validate an already-parsed TOML document (see :func:`load`)."""
+    sections = {s.section for s in SETTINGS}
+    for name in data:
+        if name not in sections and name != "groups":
+            _unknown(path, name, [*sections, "groups"])
+    settings = {}
+    for setting in SETTINGS:
+        table = data.get(setting.section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(
+                path, setting.section, "must be a table", f"write [{setting.section}]"
+            )
+        for key in table:
+            if not any(s.section == setting.section and s.key == key for s in SETTINGS):
+                known = [s.key for s in SETTINGS if s.section == setting.section]
+                _unknown(path, f"{setting.section}.{key}", known, prefix=f"{setting.section}.")
+        name = f"{setting.section}.{setting.key}"
+        raw = env.get(setting.env_name, table.get(setting.key, setting.default))
+        settings[name] = _coerce(path, name, setting, raw)
+    groups = _groups(path, data.get("groups", []))
+    return Config(path, settings, groups)
+
+
+def _unknown(path: str, key: str, known: list[str], prefix: str = "") -> None:
+    leaf = key.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(leaf, known, n=1)
+    fix = f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(known)}"
+    raise ConfigError(path, key, "unknown key", fix)
+
+
+def _coerce(path: str, name: str, setting: Setting, raw: Any) -> Any:
+    try:
+        if setting.type is bool:
+            value: Any = raw if isinstance(raw, bool) else _parse_bool(str(raw))
+        elif setting.type in (int, float) and isinstance(raw, bool):
+            raise ValueError(raw)
+        else:
+            value = setting.type(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            path, name, f"{raw!r} is not a {setting.type.__name__}", f"e.g. {setting.default!r}"
+        ) from None
+    if setting.minimum is not None and value < setting.minimum:
+        raise ConfigError(path, name, f"{value} is too small", f"use at least {setting.minimum}")
+    if setting.type is str and not value:
+        raise ConfigError(path, name, "is empty", f"e.g. {setting.default!r}")
+    return value
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _groups(path: str, raw: Any) -> tuple[Group, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(path, "groups", "no [[groups]] defined", "add at least one [[groups]]")
+    groups: list[Group] = []
+    owner: dict[str, str] = {}  # symbol or status key -> group name
+    for index, table in enumerate(raw):
+        where = f"groups[{index}]"
+        if not isinstance(table, dict):
+            raise ConfigError(path, where, "must be a table", "write [[groups]]")
+        group = _group(path, where, table)
+        if any(g.name == group.name for g in groups):
+            raise ConfigError(path, f"{where}.name", f"duplicate group {group.name!r}",
+                              "give every group its own name")  # fmt: skip
+        for sub in group.subscriptions:
+            item = sub.key if sub.channel == "status" else sub.symbol
+            if owner.setdefault(item, group.name) != group.name:
+                raise ConfigError(
+                    path, where, f"{item} is in groups {owner[item]!r} and {group.name!r}",
+                    "list each symbol and status key in one group only (one worker publishes "
+                    "each stream)",
+                )  # fmt: skip
+        groups.append(group)
+    return tuple(groups)
+
+
+def _group(path: str, where: str, table: dict[str, Any]) -> Group:
+    for key in table:
+        if key not in GROUP_KEYS:
+            _unknown(path, f"{where}.{key}", list(GROUP_KEYS), prefix=f"{where}.")
+    name = table.get("name")
+    if (
+        not isinstance(name, str)
+        or not name
+        or not name.replace("-", "").replace("_", "").isalnum()
+    ):
+        raise ConfigError(path, f"{where}.name", f"{name!r} is not a group name",
+                          "use letters, digits, - and _, e.g. name = \"majors\"")  # fmt: skip
+    symbols = _strings(path, f"{where}.symbols", table.get("symbols", []))
+    channels = _strings(path, f"{where}.channels", table.get("channels", list(DEFAULT_CHANNELS)))
+    status = _strings(path, f"{where}.status", table.get("status", []))
+    trades_tu = table.get("trades_tu", False)
+    if not isinstance(trades_tu, bool):
+        raise ConfigError(path, f"{where}.trades_tu", "must be true or false", "trades_tu = false")
+    if not symbols and not status:
+        raise ConfigError(path, where, "has neither symbols nor status keys",
+                          "add symbols = [\"tBTCUSD\"] or status = [\"liq:global\"]")  # fmt: skip
+    subs: dict[str, Subscription] = {}
+    for symbol in symbols:
+        for channel in channels:
+            sub = _parse(path, f"{where}.channels", lambda c=channel, s=symbol: parse_channel(c, s))
+            _add(path, where, subs, sub, f"{channel} for {symbol}")
+    for key in status:
+        sub = _parse(path, f"{where}.status", lambda k=key: parse_status(k))
+        _add(path, where, subs, sub, key)
+    return Group(name, tuple(subs.values()), trades_tu)
+
+
+def _parse(path: str, key: str, make: Any) -> Subscription:
+    try:
+        sub: Subscription = make()
+    except SubscriptionSyntaxError as exc:
+        raise ConfigError(path, key, str(exc), "correct the entry (README, config)") from None
+    return sub
+
+
+def _add(
+    path: str, where: str, subs: dict[str, Subscription], sub: Subscription, what: str
+) -> None:
+    if sub.name in subs:
+        raise ConfigError(
+            path, where, f"{what} would write stream {sub.name!r} that another entry writes",
+            "keep one variant per stream (e.g. one book precision per symbol and P-level)",
+        )  # fmt: skip
+    subs[sub.name] = sub
+
+
+def _strings(path: str, key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(path, key, "must be a list of strings", f'{key.split(".")[-1]} = ["…"]')
+    if len(set(value)) != len(value):
+        raise ConfigError(path, key, "lists an entry twice", "remove the duplicate")
+    return value
+
+
+def settings_reference() -> str:
+    """The README configuration reference, generated from :data:`SETTINGS`."""
+    lines = ["| key | default | env | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = str(s.default).lower() if s.type is bool else repr(s.default).replace("'", '"')
+        lines.append(f"| `{s.section}.{s.key}` | `{default}` | `{s.env_name}` | {s.doc} |")
+    for key, doc in GROUP_KEYS.items():
+        lines.append(f"| `groups[].{key}` | | | {doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_reference())

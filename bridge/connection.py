@@ -1,0 +1,259 @@
+"""I/O for one Bitfinex connection: socket, reader thread, reconnects.
+
+A :class:`Connection` owns one websocket-client socket (low-level API: ``recv_data`` with
+``skip_utf8_validation``; no ``WebSocketApp``) and one reader thread. The thread opens the
+socket, lets the sans-I/O :class:`~bridge.protocol.Protocol` subscribe everything, feeds it
+every frame, hands the resulting events to the worker, and reconnects forever with
+tenacity's jittered exponential backoff when the connection fails. A session that ran healthy
+reconnects at once (backoff resets only after proven health); one that failed early backs off.
+
+This is the only module that imports ``websocket``; its exceptions become
+:class:`~bridge.errors.ConnectionLost` here.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import tenacity
+import websocket
+
+from bridge.errors import ConnectionLost, HandshakeFailed, is_retryable
+from bridge.events import Event, Reconnect
+from bridge.log import redact
+from bridge.protocol import Protocol
+from bridge.shards import Pacer
+from bridge.subscription import Subscription
+
+__all__ = ["Connection", "SharedPacer"]
+
+log = logging.getLogger(__name__)
+
+RECV_TIMEOUT = 0.25  # how often a quiet reader checks deadlines and the stop flag
+OPEN_TIMEOUT = 10.0
+HEALTHY_AFTER = 5.0  # a session subscribed this long resets the backoff
+THROTTLED_WAIT = 15.0  # least wait after HTTP 429 (Bitfinex gives no Retry-After)
+
+EventHandler = Callable[["Connection", list[Event]], None]
+
+
+class SharedPacer:
+    """A :class:`~bridge.shards.Pacer` shared by a worker's connection threads."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._pacer = Pacer(per_minute, 60.0)
+        self._lock = threading.Lock()
+
+    def wait(self, stopping: threading.Event, name: str) -> bool:
+        """Block until a new connection may open; False if stopping came first."""
+        while not stopping.is_set():
+            with self._lock:
+                delay = self._pacer.take(time.monotonic())
+            if delay == 0.0:
+                return True
+            log.info("- %s: pacing connections, next attempt in %.1fs", name, delay)
+            stopping.wait(delay)
+        return False
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Map websocket-client and socket errors to ConnectionLost (httpcore style)."""
+    try:
+        yield
+    except websocket.WebSocketBadStatusException as exc:
+        raise HandshakeFailed(exc.status_code) from exc
+    except (websocket.WebSocketException, OSError) as exc:
+        raise ConnectionLost(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+class Connection:
+    """One connection's reader thread (see the module docstring).
+
+    Args:
+        name: for logs and health, e.g. ``majors/1``.
+        url: the WebSocket endpoint.
+        protocol: the sans-I/O core holding this connection's subscriptions.
+        on_events: called on this thread with each batch of events.
+        pacer: shared limit on new connections.
+        stopping: set to stop; the thread unsubscribes, closes and exits.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        protocol: Protocol,
+        *,
+        on_events: EventHandler,
+        pacer: SharedPacer,
+        stopping: threading.Event,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.protocol = protocol
+        self.on_events = on_events
+        self.pacer = pacer
+        self.stopping = stopping
+        self.connected = False
+        self.reconnects = 0
+        self.sessions = 0
+        self.last_msg = 0.0  # wall-clock seconds of the last frame received
+        self.msgs = 0
+        self._ws: websocket.WebSocket | None = None
+        self._requests: queue.SimpleQueue[tuple[Subscription, str]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=f"conn-{name}", daemon=True)
+
+    def start(self) -> None:
+        """Start the reader thread."""
+        self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the thread to finish after ``stopping`` was set."""
+        self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        """True while the reader thread runs."""
+        return self._thread.is_alive()
+
+    def request_resubscribe(self, sub: Subscription, reason: str) -> None:
+        """Ask (from any thread) for ``sub`` to be reset and subscribed afresh."""
+        self._requests.put((sub, reason))
+
+    def abort(self) -> None:
+        """Wake a reader blocked in ``recv`` by shutting the socket down (any thread)."""
+        ws = self._ws
+        if ws is not None:
+            ws.abort()
+
+    # -- the thread ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        retrying = tenacity.Retrying(
+            wait=self._wait,
+            retry=tenacity.retry_if_exception(is_retryable),
+            stop=lambda state: self.stopping.is_set(),
+            sleep=self._sleep,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        while not self.stopping.is_set():
+            try:
+                retrying(self._session)
+            except ConnectionLost:
+                pass  # stopping while retrying
+            except Exception:
+                log.exception("! %s: unexpected error; reconnecting in 1s", self.name)
+                self.stopping.wait(1.0)
+
+    def _sleep(self, seconds: float) -> None:
+        self.stopping.wait(seconds)
+
+    @staticmethod
+    def _wait(state: tenacity.RetryCallState) -> float:
+        # First retry within ~0.25 s, then doubling up to 30 s, full jitter.
+        base: float = tenacity.wait_random_exponential(multiplier=0.25, max=30)(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, HandshakeFailed) and exc.status == 429:
+            base = max(base, THROTTLED_WAIT + random.uniform(0, 5))
+        return base
+
+    def _before_sleep(self, state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        delay = state.upcoming_sleep
+        log.warning("- %s: %s; retry %d in %.2fs", self.name, exc, state.attempt_number, delay)
+
+    def _session(self) -> None:
+        """One connection from open to loss; returns (no backoff) if it had been healthy."""
+        if not self.pacer.wait(self.stopping, self.name):
+            return
+        with _translated("connect"):
+            ws = websocket.create_connection(
+                self.url, timeout=OPEN_TIMEOUT, skip_utf8_validation=True, enable_multithread=True
+            )
+        self._ws = ws
+        self.sessions += 1
+        if self.sessions > 1:
+            self.reconnects += 1
+        self.connected = True
+        log.info("= %s: connected to %s", self.name, redact(self.url))
+        reason = "connection lost"
+        healthy = False
+        try:
+            ws.settimeout(RECV_TIMEOUT)
+            opened = time.monotonic()
+            self.protocol.connect(opened)
+            self._send(ws)
+            while not self.stopping.is_set():
+                self._read_one(ws)
+                if not healthy and time.monotonic() - opened > HEALTHY_AFTER:
+                    healthy = self.protocol.subscribed_count() > 0
+            reason = "worker stopped"
+            self._unsubscribe_all(ws)
+        except ConnectionLost as exc:
+            reason = exc.reason
+            if not healthy:
+                raise
+            log.warning("! %s: %s; reconnecting now", self.name, reason)
+        finally:
+            self.connected = False
+            self._ws = None
+            self.on_events(self, self.protocol.connection_lost(reason))
+            self._close(ws, graceful=reason == "worker stopped")
+
+    def _read_one(self, ws: websocket.WebSocket) -> None:
+        opcode: int | None = None
+        data: Any = None
+        with _translated("receive"), suppress(websocket.WebSocketTimeoutException):
+            opcode, data = ws.recv_data(control_frame=True)
+        now = time.monotonic()
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            self.msgs += 1
+            self.last_msg = time.time()
+            self._dispatch(self.protocol.feed(data, now))
+        elif opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise ConnectionLost(f"server closed the connection ({data[:2].hex() or 'no code'})")
+        while not self._requests.empty():
+            sub, why = self._requests.get_nowait()
+            self._dispatch(self.protocol.resubscribe(sub, why, now))
+        if now >= self.protocol.next_deadline():
+            self._dispatch(self.protocol.check_timeouts(now))
+        self._send(ws)
+
+    def _dispatch(self, events: list[Event]) -> None:
+        if not events:
+            return
+        self.on_events(self, events)
+        for event in events:
+            if type(event) is Reconnect:
+                raise ConnectionLost(event.reason)
+
+    def _send(self, ws: websocket.WebSocket) -> None:
+        for frame in self.protocol.data_to_send():
+            with _translated("send"):
+                ws.send(frame)
+
+    def _unsubscribe_all(self, ws: websocket.WebSocket) -> None:
+        for channel in self.protocol.channels.values():
+            if channel.chan_id is not None:
+                try:
+                    ws.send(f'{{"event":"unsubscribe","chanId":{channel.chan_id}}}')
+                except (websocket.WebSocketException, OSError):
+                    return
+
+    def _close(self, ws: websocket.WebSocket, *, graceful: bool) -> None:
+        try:
+            if graceful:
+                ws.close(timeout=1.0)
+            else:
+                ws.abort()
+                ws.shutdown()
+        except (websocket.WebSocketException, OSError):
+            pass

@@ -1,0 +1,345 @@
+"""One client connection of the emulator: the request handlers and the sending discipline.
+
+Everything a connection sends goes through :meth:`EmuConnection._emit` (data arrays) or
+:meth:`EmuConnection._send_event` (event objects), under the connection's lock: assign the
+sequence number, build the text, append it to the emulator's log, hand it to the socket.
+The log order therefore equals the wire order of the connection, whichever thread sends
+(the connection's own handler thread answers requests; the market thread delivers ticks
+and heartbeats).
+
+Fault hooks for tests live here too: :meth:`~EmuConnection.abort`,
+:meth:`~EmuConnection.close`, :meth:`~EmuConnection.send_raw`,
+:meth:`~EmuConnection.silence`, :meth:`~EmuConnection.silence_all`,
+:meth:`~EmuConnection.skip_seq` and :meth:`~EmuConnection.set_hook`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
+
+import orjson
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+from websockets.sync.server import ServerConnection
+
+from bridge.emulator.channels import (
+    ChannelInfo,
+    SubscribeError,
+    error_fields,
+    parse_subscribe,
+    subscribed_fields,
+)
+from bridge.emulator.feeds import Batch
+from bridge.emulator.market import Market
+from bridge.emulator.wire import BULK_UPDATES, OB_CHECKSUM, SEQ_ALL, TIMESTAMP, Wire, encode, frame
+
+__all__ = ["INFO_MESSAGES", "BodyHook", "EmuConnection", "Host"]
+
+INFO_MESSAGES = {
+    20051: "Stopping. Please try to reconnect",
+    20060: "Entering in Maintenance mode. Please pause any activity and resume after "
+    "receiving the info message 20061 (it should take 120 seconds at most).",
+    20061: "Maintenance ended. You can resume normal activity. It is advised to "
+    "unsubscribe/subscribe again all channels.",
+}
+
+BodyHook = Callable[[int, str], str | None]
+"""``hook(chan_id, body) -> body | None``: rewrite or drop (None) an outgoing data body."""
+
+
+class Host(Protocol):
+    """What a connection needs from its emulator."""
+
+    market: Market
+    heartbeat_interval: float
+    channel_limit: int
+    unknown_symbols: frozenset[str]
+
+    def next_chan_id(self) -> int:
+        """A chanId never used before by any connection of this emulator."""
+        ...
+
+    def record(self, conn_id: int, text: str, direction: str) -> None:
+        """Append a frame to the emulator's log."""
+        ...
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class EmuConnection:
+    """The server side of one WebSocket client.
+
+    Attributes:
+        conn_id: this connection's number, as in :class:`~bridge.emulator.SentFrame`.
+    """
+
+    def __init__(self, conn_id: int, ws: ServerConnection, host: Host) -> None:
+        self.conn_id = conn_id
+        self._ws = ws
+        self._host = host
+        self._lock = threading.RLock()
+        self._flags = 0
+        self._seq = 0
+        self._channels: dict[int, ChannelInfo] = {}
+        self._heartbeat_due: dict[int, float] = {}
+        self._silenced: set[int] = set()
+        self._silent = False
+        self._hook: BodyHook | None = None
+        self._dead = False
+
+    # -- inspection and fault hooks --------------------------------------------------
+
+    def channels(self) -> dict[int, ChannelInfo]:
+        """chanId -> what was subscribed on it, for the channels currently subscribed."""
+        with self._lock:
+            return dict(self._channels)
+
+    @property
+    def flags(self) -> int:
+        """The flag set of the last ``conf`` (0 before any)."""
+        return self._flags
+
+    def abort(self) -> None:
+        """Drop the TCP connection with a reset: no close frame, no FIN (SO_LINGER 0)."""
+        self._dead = True
+        with contextlib.suppress(OSError):  # already closed
+            self._ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._ws.close_socket()
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with a close frame carrying ``code``; waits briefly for the client's reply."""
+        self._ws.close(code, reason)
+
+    def send_raw(self, text: str, *, with_seq: bool = False) -> None:
+        """Send ``text`` as is (logged like any frame), even when the connection is silent.
+
+        With ``with_seq`` and an array ``text``, the connection's trailing fields
+        (sequence number, timestamp) are appended as for any data message.
+        """
+        with self._lock:
+            if with_seq and text.startswith("[") and text.endswith("]"):
+                seq, mts = self._trailer()
+                text = text[:-1] + "".join(f",{x}" for x in (seq, mts) if x is not None) + "]"
+            self._send(text)
+
+    def silence(self, chan_id: int, silent: bool = True) -> None:
+        """Stop (or resume) sending anything on ``chan_id``, heartbeats included."""
+        with self._lock:
+            if silent:
+                self._silenced.add(chan_id)
+            else:
+                self._silenced.discard(chan_id)
+
+    def silence_all(self, silent: bool = True) -> None:
+        """Stop (or resume) sending anything at all, including replies to ``ping`` events."""
+        with self._lock:
+            self._silent = silent
+
+    def skip_seq(self, count: int = 1) -> None:
+        """Advance the sequence counter without sending: the client sees a gap."""
+        with self._lock:
+            self._seq += count
+
+    def set_hook(self, hook: BodyHook | None) -> None:
+        """Install (or remove) a hook that may rewrite or drop each outgoing data body."""
+        with self._lock:
+            self._hook = hook
+
+    # -- lifecycle (called by the emulator) ------------------------------------------
+
+    def open(self) -> None:
+        """Send the info event every connection starts with (§2.1)."""
+        self._send_event(
+            {
+                "event": "info",
+                "version": 2,
+                "serverId": str(uuid.uuid4()),
+                "platform": {"status": 1},
+            }
+        )
+
+    def detach(self) -> None:
+        """Forget every subscription; the connection is gone."""
+        with self._lock:
+            self._dead = True
+            for chan_id, info in self._channels.items():
+                self._host.market.unsubscribe(info, chan_id)
+            self._channels.clear()
+            self._heartbeat_due.clear()
+
+    def send_info(self, code: int) -> None:
+        """Send ``{"event":"info","code":code,"msg":…}`` (§2.2)."""
+        self._send_event({"event": "info", "code": code, "msg": INFO_MESSAGES.get(code, "")})
+
+    def deliver(self, chan_id: int, batch: Batch) -> None:
+        """Send one tick's batch on ``chan_id`` with this connection's flags (§6)."""
+        with self._lock:
+            if chan_id not in self._channels:
+                return  # unsubscribed after the tick was generated
+            if batch.book and self._flags & BULK_UPDATES and len(batch.bodies) > 1:
+                self._emit(chan_id, "[" + ",".join(batch.bodies) + "]")
+            else:
+                for body in batch.bodies:
+                    self._emit(chan_id, body)
+            if batch.book and self._flags & OB_CHECKSUM:
+                self._emit(chan_id, f'"cs",{batch.checksum}')
+
+    def send_heartbeats(self, now: float) -> float:
+        """Send ``[chanId,"hb"]`` on every channel that is due; return the next due time."""
+        with self._lock:
+            for chan_id in sorted(self._heartbeat_due):
+                due = self._heartbeat_due[chan_id]
+                if due <= now:
+                    self._emit(chan_id, '"hb"')
+                    due += self._host.heartbeat_interval
+                    self._heartbeat_due[chan_id] = due if due > now else now + 0.001
+            return min(self._heartbeat_due.values(), default=math.inf)
+
+    # -- requests --------------------------------------------------------------------
+
+    def receive(self, text: str) -> None:
+        """Handle one client frame; malformed input gets error 10000, never an exception."""
+        self._host.record(self.conn_id, text, "recv")
+        try:
+            request = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            request = None
+        if not isinstance(request, dict):
+            self._send_event({"event": "error", "msg": "event: invalid", "code": 10000})
+            return
+        handler = self._HANDLERS.get(request.get("event"))
+        if handler is None:
+            self._send_event({"event": "error", "msg": "event: invalid", "code": 10000})
+        else:
+            handler(self, request)
+
+    def _on_conf(self, request: dict[str, Any]) -> None:
+        """``conf`` replaces the whole flag set (§3.4); SEQ_ALL starts counting at 1."""
+        flags = request.get("flags")
+        if isinstance(flags, bool) or not isinstance(flags, int) or flags < 0:
+            self._send_event(_error(request, 10050, "conf: invalid"))
+            return
+        with self._lock:
+            if flags & SEQ_ALL and not self._flags & SEQ_ALL:
+                self._seq = 0
+            self._flags = flags
+            self._send_event({"event": "conf", "status": "OK", "flags": flags})
+
+    def _on_subscribe(self, request: dict[str, Any]) -> None:
+        """Subscribe, reply ``subscribed`` (§3.1) then the snapshot, or an error (§3.3)."""
+        result = parse_subscribe(request, self._host.unknown_symbols)
+        with self._lock:
+            if isinstance(result, SubscribeError):
+                error = result
+            elif result in self._channels.values():
+                error = SubscribeError(10301, "subscribe: dup")
+            elif len(self._channels) >= self._host.channel_limit:
+                error = SubscribeError(10305, "subscribe: limit")
+            else:
+                self._subscribe(result, request.get("subId"))
+                return
+            self._send_event(error_fields(request, error))
+
+    def _subscribe(self, info: ChannelInfo, sub_id: object) -> None:
+        chan_id = self._host.next_chan_id()
+        snapshot = self._host.market.subscribe(info, self, chan_id, _now_ms())
+        self._channels[chan_id] = info
+        self._heartbeat_due[chan_id] = time.monotonic() + self._host.heartbeat_interval
+        self._send_event(subscribed_fields(info, chan_id, sub_id))
+        self._emit(chan_id, snapshot)
+
+    def _on_unsubscribe(self, request: dict[str, Any]) -> None:
+        """``unsubscribe`` -> ``unsubscribed``; 10400 for a bad request, 10401 if unknown."""
+        chan_id = request.get("chanId")
+        if isinstance(chan_id, bool) or not isinstance(chan_id, int):
+            self._send_event(_error(request, 10400, "unsubscribe: invalid"))
+            return
+        with self._lock:
+            info = self._channels.pop(chan_id, None)
+            if info is None:
+                self._send_event(_error(request, 10401, "unsubscribe: not subscribed"))
+                return
+            self._host.market.unsubscribe(info, chan_id)
+            self._heartbeat_due.pop(chan_id, None)
+            self._silenced.discard(chan_id)
+            self._send_event({"event": "unsubscribed", "status": "OK", "chanId": chan_id})
+
+    def _on_ping(self, request: dict[str, Any]) -> None:
+        """``ping`` -> ``pong`` with the server time and the echoed ``cid`` (§3.5)."""
+        pong: dict[str, Wire] = {"event": "pong", "ts": _now_ms()}
+        if "cid" in request:
+            pong["cid"] = request["cid"]
+        self._send_event(pong)
+
+    def _on_auth(self, request: dict[str, Any]) -> None:
+        """The emulator has no accounts yet: every ``auth`` fails like a bad key (§8.2)."""
+        self._send_event(
+            {
+                "event": "auth",
+                "status": "FAILED",
+                "chanId": 0,
+                "code": 10100,
+                "msg": "apikey: invalid",
+            }
+        )
+
+    _HANDLERS: ClassVar[dict[object, Callable[[EmuConnection, dict[str, Any]], None]]] = {
+        "conf": _on_conf,
+        "subscribe": _on_subscribe,
+        "unsubscribe": _on_unsubscribe,
+        "ping": _on_ping,
+        "auth": _on_auth,
+    }
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _trailer(self) -> tuple[int | None, int | None]:
+        """The next sequence number and the timestamp, each if its flag is on (§6)."""
+        seq = None
+        if self._flags & SEQ_ALL:
+            self._seq += 1
+            seq = self._seq
+        return seq, (_now_ms() if self._flags & TIMESTAMP else None)
+
+    def _emit(self, chan_id: int, body: str) -> None:
+        """Send one data array on ``chan_id`` unless silenced (a silenced frame uses no seq)."""
+        with self._lock:
+            if self._silent or chan_id in self._silenced:
+                return
+            if self._hook is not None:
+                hooked = self._hook(chan_id, body)
+                if hooked is None:
+                    return
+                body = hooked
+            self._send(frame(chan_id, body, *self._trailer()))
+
+    def _send_event(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            if not self._silent:
+                self._send(encode(event))
+
+    def _send(self, text: str) -> None:
+        """Log then write one frame. Logged first, so whatever a client read is in the log;
+        a frame logged just before the connection died may never have reached the peer."""
+        if self._dead or self._ws.protocol.state is not State.OPEN:
+            return
+        self._host.record(self.conn_id, text, "sent")
+        try:
+            self._ws.send(text)
+        except (ConnectionClosed, OSError):
+            self._dead = True
+
+
+def _error(request: dict[str, Any], code: int, msg: str) -> dict[str, Any]:
+    """An error event echoing the request's fields (§3.3)."""
+    return error_fields(request, SubscribeError(code, msg))

@@ -1,0 +1,225 @@
+"""The one writer: entries from every connection, batched into pipelined ``XADD``s.
+
+Connection threads :meth:`Publisher.put` entries; one writer thread takes whatever is queued
+(up to ``batch``) and sends it as one non-transactional pipeline of
+``XADD key MAXLEN ~ N * field value …``. It flushes as soon as the queue is empty, so at low
+rates an entry waits for no timer, and under bursts each round trip carries many entries
+(PERFORMANCE.md, "flush when the socket is drained").
+
+When Redis is unavailable the entries stay in a bounded buffer and are retried with backoff.
+After a failed pipeline some of its XADDs may have landed: before retrying, the writer reads
+each stream's last entry and skips what is already there, so nothing is written twice. Past
+the bound the oldest entries are dropped, counted, and their streams reported through
+``on_lost`` so the worker can reset and resubscribe them. This is the only module that writes
+stream entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+
+from bridge.errors import RedisUnavailable
+from bridge.log import redact
+from bridge.streams import Entry
+
+__all__ = ["Publisher", "connect_redis"]
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+
+
+def connect_redis(url: str, **options: Any) -> redis.Redis:
+    """A redis-py client for ``url`` with bounded timeouts and no hidden retries."""
+    return redis.Redis.from_url(
+        url, socket_timeout=10, socket_connect_timeout=5, retry_on_timeout=False, **options
+    )
+
+
+class Publisher:
+    """Batches entries into pipelines on a writer thread.
+
+    Args:
+        client: the Redis client (its connection pool is used by the writer thread only).
+        maxlen: approximate trim length of every stream.
+        batch: most entries per pipeline.
+        buffer: most entries held while Redis is unavailable.
+        on_lost: called on the writer thread with the streams that lost entries.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        maxlen: int,
+        batch: int = 500,
+        buffer: int = 100_000,
+        on_lost: Callable[[set[str]], None] | None = None,
+    ) -> None:
+        self._redis = client
+        self.maxlen = maxlen
+        self.batch = batch
+        self.buffer = buffer
+        self.on_lost = on_lost
+        self.written = 0
+        self.dropped = 0
+        self.failures = 0
+        self.available = True
+        self._queue: queue.SimpleQueue[Entry] = queue.SimpleQueue()
+        self._pending: deque[Entry] = deque()
+        self._stopping = threading.Event()
+        self._deadline = float("inf")
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    @property
+    def buffered(self) -> int:
+        """Entries accepted but not yet acknowledged by Redis."""
+        return len(self._pending) + self._queue.qsize()
+
+    def put(self, entry: Entry) -> None:
+        """Queue one entry (thread-safe)."""
+        self._queue.put(entry)
+
+    def put_all(self, entries: Iterable[Entry]) -> None:
+        """Queue entries in order (thread-safe)."""
+        for entry in entries:
+            self._queue.put(entry)
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Flush what is queued (for at most ``timeout`` seconds), then stop the writer."""
+        self._deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._thread.join(timeout + 1.0)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written; False on timeout (tests, stop)."""
+        deadline = time.monotonic() + timeout
+        while self.buffered and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self.buffered
+
+    # -- writer thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = BACKOFF_MIN
+        retrying = False
+        while True:
+            if not self._pending and not self._take(block=True):
+                if self._stopping.is_set():
+                    return
+                continue
+            self._take(block=False)
+            self._enforce_bound()
+            chunk = [self._pending[i] for i in range(min(self.batch, len(self._pending)))]
+            try:
+                if retrying:
+                    chunk = self._not_landed(chunk)
+                self._write(chunk)
+            except RedisUnavailable as exc:
+                self.failures += 1
+                if self.available:
+                    log.warning("! %s", exc)
+                self.available, retrying = False, True
+                if self._stopping.is_set() and time.monotonic() > self._deadline:
+                    self._drop_all("stopping while Redis is unavailable")
+                    return
+                log.info("- retrying Redis in %.1fs (%d entries buffered)", delay, self.buffered)
+                self._stopping.wait(delay)
+                delay = min(BACKOFF_MAX, delay * 2)
+                continue
+            for _ in range(min(self.batch, len(self._pending))):
+                self._pending.popleft()
+            if not self.available:
+                log.warning("= Redis is back; %d entries buffered", self.buffered)
+            self.available, retrying, delay = True, False, BACKOFF_MIN
+
+    def _take(self, *, block: bool) -> bool:
+        """Move queued entries to the pending buffer; False if nothing came."""
+        try:
+            self._pending.append(
+                self._queue.get(timeout=0.25) if block else self._queue.get_nowait()
+            )
+        except queue.Empty:
+            return False
+        limit = max(self.batch, 1) * 4
+        try:
+            for _ in range(limit):
+                self._pending.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return True
+
+    def _enforce_bound(self) -> None:
+        lost: set[str] = set()
+        while len(self._pending) > self.buffer:
+            lost.add(self._pending.popleft().stream)
+            self.dropped += 1
+        if lost:
+            log.error("! buffer full (%d): dropped oldest entries of %s", self.buffer, sorted(lost))
+            if self.on_lost is not None:
+                self.on_lost(lost)
+
+    def _drop_all(self, why: str) -> None:
+        lost = {e.stream for e in self._pending}
+        self.dropped += len(self._pending)
+        log.error("! %s: %d entries not written", why, len(self._pending))
+        self._pending.clear()
+        if lost and self.on_lost is not None:
+            self.on_lost(lost)
+
+    def _write(self, chunk: list[Entry]) -> None:
+        if not chunk:
+            return
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for entry in chunk:
+                pipe.xadd(entry.stream, entry.fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+            replies = pipe.execute(raise_on_error=False)
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise RedisUnavailable(f"{type(exc).__name__}: {redact(str(exc))}") from exc
+        refused = {
+            e.stream for e, r in zip(chunk, replies, strict=True) if isinstance(r, Exception)
+        }
+        if refused:
+            errors = [r for r in replies if isinstance(r, Exception)]
+            if any(isinstance(r, redis.BusyLoadingError | redis.ReadOnlyError) for r in errors):
+                raise RedisUnavailable(str(errors[0]))
+            self.dropped += len(errors)
+            log.error(
+                "! Redis refused %d XADDs (%s) on %s", len(errors), errors[0], sorted(refused)
+            )
+            if self.on_lost is not None:
+                self.on_lost(refused)
+        self.written += len(chunk) - sum(isinstance(r, Exception) for r in replies)
+
+    def _not_landed(self, chunk: list[Entry]) -> list[Entry]:
+        """Drop the entries of a failed pipeline that Redis did store (read back, not guessed)."""
+        last: dict[str, tuple[str, int]] = {}
+        try:
+            for stream in {e.stream for e in chunk}:
+                rows: Any = self._redis.xrevrange(stream, count=1)
+                if rows:
+                    fields: Any = rows[0][1]
+                    last[stream] = (fields[b"epoch"].decode(), int(fields[b"seq"]))
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise RedisUnavailable(f"{type(exc).__name__}: {redact(str(exc))}") from exc
+        out = []
+        for entry in chunk:
+            epoch, seq = last.get(entry.stream, ("\0", -1))
+            if entry.fields["epoch"] == epoch and int(entry.fields["seq"]) <= seq:
+                continue  # landed before the failure
+            out.append(entry)
+        self.written += len(chunk) - len(out)
+        return out

@@ -1,0 +1,207 @@
+"""One symbol group: shards → connections → streams → publisher.
+
+:class:`Worker` wires the pieces: it plans the group's subscriptions into connections of at
+most ``bitfinex.channel_limit`` channels, gives each a :class:`~bridge.connection.Connection`,
+turns the protocol events of every connection into stream entries, and hands them to the one
+:class:`~bridge.publisher.Publisher`. It stops in order: stop reading, unsubscribe, write a
+``reset`` on every live stream, flush to Redis, close.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+import redis
+
+from bridge.config import Config, Group
+from bridge.connection import Connection, SharedPacer
+from bridge.events import (
+    Event,
+    Interrupted,
+    Maintenance,
+    Malformed,
+    ServerError,
+    ServerInfo,
+    Snapshot,
+    Subscribed,
+    SubscribeFailed,
+    Update,
+)
+from bridge.log import redact
+from bridge.protocol import Protocol
+from bridge.publisher import Publisher, connect_redis
+from bridge.shards import plan
+from bridge.streams import Entry, EpochSource, Stream
+from bridge.subscription import Subscription
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+STOP_FLUSH_TIMEOUT = 5.0
+EVENTS_MAXLEN = 10_000
+
+
+class Worker:
+    """Runs one group until :meth:`request_stop` (or SIGTERM/SIGINT in :meth:`run`)."""
+
+    def __init__(self, config: Config, group: Group, client: redis.Redis | None = None) -> None:
+        self.config = config
+        self.group = group
+        self.prefix: str = config["redis.prefix"]
+        self.stopping = threading.Event()
+        self.run_id = secrets.token_hex(4)
+        self.redis = client or connect_redis(config["redis.url"])
+        self.publisher = Publisher(
+            self.redis,
+            maxlen=config["redis.maxlen"],
+            batch=config["redis.batch"],
+            buffer=config["redis.buffer"],
+            on_lost=self._on_lost,
+        )
+        epochs = EpochSource(self.run_id)
+        self.streams = {
+            sub: Stream(f"{self.prefix}:{sub.name}", epochs) for sub in group.subscriptions
+        }
+        self._owner: dict[str, tuple[Subscription, Connection]] = {}
+        self.counters = {"malformed": 0, "subscribe_errors": 0, "checksum_errors": 0}
+        self.maintenance = False
+        pacer = SharedPacer(config["bitfinex.connections_per_minute"])
+        self.connections: list[Connection] = []
+        for index, shard in enumerate(plan(group.subscriptions, config["bitfinex.channel_limit"])):
+            protocol = Protocol(
+                shard,
+                verify_checksums=config["bitfinex.verify_checksums"],
+                trades_tu=group.trades_tu,
+                channel_timeout=config["bitfinex.channel_timeout"],
+                connection_timeout=config["bitfinex.connection_timeout"],
+                ping_interval=config["bitfinex.ping_interval"],
+            )
+            conn = Connection(
+                f"{group.name}/{index + 1}",
+                config["bitfinex.url"],
+                protocol,
+                on_events=self._on_events,
+                pacer=pacer,
+                stopping=self.stopping,
+            )
+            self.connections.append(conn)
+            for sub in shard:
+                self._owner[self.streams[sub].key] = (sub, conn)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run in the foreground until SIGTERM/SIGINT; return the exit code."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.start()
+        while not self.stopping.wait(1.0):
+            pass
+        self.stop()
+        return 0
+
+    def start(self) -> None:
+        """Announce the new run on every stream, then connect."""
+        log.info(
+            "= worker %s (pid %d) starting: %d streams over %d connections, Redis %s",
+            self.group.name, os.getpid(), len(self.streams), len(self.connections),
+            redact(self.config["redis.url"]),
+        )  # fmt: skip
+        self.publisher.start()
+        ts = _now_ms()
+        for stream in self.streams.values():
+            entry = stream.reset("worker started", ts)
+            if entry is not None:
+                self.publisher.put(entry)
+        self._event("worker_start", pid=os.getpid(), host=socket.gethostname())
+        for conn in self.connections:
+            conn.start()
+
+    def request_stop(self) -> None:
+        """Ask every thread to stop (safe from any thread); readers notice within 0.25 s."""
+        self.stopping.set()
+
+    def stop(self) -> None:
+        """Stop in order: connections (unsubscribe, resets), then flush Redis."""
+        self.request_stop()
+        for conn in self.connections:
+            conn.join(5.0)
+        self._event("worker_stop", pid=os.getpid())
+        self.publisher.stop(STOP_FLUSH_TIMEOUT)
+        log.info(
+            "= worker %s stopped (%d entries written)", self.group.name, self.publisher.written
+        )
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping.set()  # only record it; the main loop acts
+
+    # -- events -> entries (on connection threads) ---------------------------------------------
+
+    def _on_events(self, conn: Connection, events: list[Event]) -> None:
+        ts = _now_ms()
+        put = self.publisher.put
+        streams = self.streams
+        for event in events:
+            kind = type(event)
+            if kind is Update:
+                entry = streams[event.sub].update(event.record, ts, event.mts)  # type: ignore[attr-defined]
+                if entry is not None:
+                    put(entry)
+            elif kind is Snapshot:
+                snap: Any = event
+                self.publisher.put_all(streams[snap.sub].snapshot(snap.records, ts, snap.mts))
+            else:
+                self._on_control(conn, event, ts)
+
+    def _on_control(self, conn: Connection, event: Event, ts: int) -> None:
+        if isinstance(event, Interrupted):
+            entry = self.streams[event.sub].reset(event.reason, ts)
+            if entry is not None:
+                self.publisher.put(entry)
+            if event.reason.startswith("checksum"):
+                self.counters["checksum_errors"] += 1
+            log.warning("! %s: %s", conn.name, event)
+            self._event("reset", stream=self.streams[event.sub].key, reason=event.reason)
+        elif isinstance(event, Subscribed):
+            log.debug("= %s: %s", conn.name, event)
+        elif isinstance(event, SubscribeFailed):
+            self.counters["subscribe_errors"] += 1
+            log.warning("! %s: %s", conn.name, event)
+            self._event("subscribe_error", stream=self.streams[event.sub].key,
+                        code=event.code, msg=event.msg, retry_in=round(event.retry_in))  # fmt: skip
+        elif isinstance(event, Malformed):
+            self.counters["malformed"] += 1
+            log.warning("! %s: %s", conn.name, event)
+        elif isinstance(event, Maintenance):
+            self.maintenance = event.active
+            log.warning("= %s: %s", conn.name, event)
+            self._event("maintenance", active=int(event.active), connection=conn.name)
+        elif isinstance(event, ServerInfo | ServerError):
+            log.info("< %s: %s", conn.name, event)
+        else:
+            log.info("= %s: %s", conn.name, event)
+
+    def _on_lost(self, streams: set[str]) -> None:
+        """Entries of ``streams`` were dropped: reset and resubscribe each (writer thread)."""
+        for key in streams:
+            owner = self._owner.get(key)
+            if owner is not None:
+                owner[1].request_resubscribe(owner[0], "entries lost while Redis was unavailable")
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        data = {"type": kind, "group": self.group.name, "ts": _now_ms()}
+        data.update({k: str(v) for k, v in fields.items()})
+        self.publisher.put(Entry(f"{self.prefix}:events", data))  # type: ignore[arg-type]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
