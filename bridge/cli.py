@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 import orjson
@@ -17,7 +19,8 @@ import redis
 
 from bridge import __version__
 from bridge.config import Config, load
-from bridge.errors import EXIT_BOOT, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError
+from bridge.embedded import EMBEDDED, EmbeddedRedis, running_url
+from bridge.errors import EXIT_BOOT, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, BridgeError, ConfigError
 from bridge.log import redact, setup
 from bridge.streams import decode_fields
 
@@ -31,6 +34,9 @@ normalised, onto Redis Streams (one stream per channel and symbol)."""
 
 EPILOG = """\
 examples:
+  bfx-bridge demo                                    try it: no internet or Redis needed
+  bfx-bridge run -c bridge.toml                      one worker per group, supervised
+  bfx-bridge status -c bridge.toml                   health of every group (exit 0 if ok)
   bfx-bridge worker -c bridge.toml --group majors   run one symbol group in the foreground
   bfx-bridge tail bfx:trades:tBTCUSD                 print a stream's entries as JSON lines
   bfx-bridge emulator --port 8765                    a local Bitfinex for tests and demos
@@ -48,6 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bfx-bridge {__version__}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    supervise = commands.add_parser(
+        "run",
+        help="supervise one worker process per group",
+        description="Start one worker process per configured group, restart a worker that "
+        "dies (exponential backoff with jitter, capped), and on SIGTERM or SIGINT stop "
+        "every worker in order and exit 0.",
+    )
+    _config_arg(supervise)
+    supervise.set_defaults(handler=_cmd_run)
+
+    status = commands.add_parser(
+        "status",
+        help="show every group's health; exit 0 only if all are ok",
+        description="One row per configured group from its health key in Redis. Exit code 0 "
+        "only if every group has a live key with status ok (usable as a Kubernetes exec "
+        "probe or a Docker HEALTHCHECK), 1 otherwise.",
+    )
+    _config_arg(status)
+    status.add_argument("--json", action="store_true", help="print JSON with per-stream detail")
+    status.add_argument("--group", metavar="NAME", help="only this group")
+    status.set_defaults(handler=_cmd_status)
 
     worker = commands.add_parser(
         "worker",
@@ -73,7 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--count", type=int, default=0, metavar="N", help="exit after N entries")
     tail.set_defaults(handler=_cmd_tail)
 
-    from bridge.emulator import configure_parser, run
+    demo = commands.add_parser(
+        "demo",
+        help="emulator + embedded Redis + the bridge, with a live view",
+        description="The first command to try: starts a local Bitfinex emulator and an "
+        "embedded Redis (no internet, no Redis install needed), runs the bridge on a built-in "
+        "example config, and shows a live view of every stream and of health until Ctrl-C.",
+    )
+    demo.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    demo.set_defaults(handler=_cmd_demo)
+
+    from bridge.emulator import configure_parser
+    from bridge.emulator import run as run_emulator
 
     emulator = commands.add_parser(
         "emulator",
@@ -83,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         "candles, status). Point [bitfinex] url at ws://HOST:PORT/ws/2.",
     )
     configure_parser(emulator)
-    emulator.set_defaults(handler=lambda args: run(args))
+    emulator.set_defaults(handler=run_emulator)
     return parser
 
 
@@ -101,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"bfx-bridge: configuration refused: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except BridgeError as exc:
+        print(f"bfx-bridge: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_BOOT
     except KeyboardInterrupt:
         return EXIT_OK
 
@@ -120,12 +162,63 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return worker.run()
 
 
+@contextmanager
+def _loaded(path: str) -> Iterator[Config]:
+    """Load the config; with ``url = "embedded"``, start the embedded Redis around the run."""
+    config = load(path)
+    if config["redis.url"] != EMBEDDED:
+        yield config
+        return
+    with EmbeddedRedis() as server:
+        log.info("= embedded redis-server on %s (data in %s)", server.url, server.directory)
+        os.environ["BFX_BRIDGE_REDIS_URL"] = server.url  # the workers inherit it
+        yield load(path)
+
+
+def _client_url(config: Config) -> str:
+    """The Redis URL to read from; for "embedded", the one a running bridge started."""
+    url = str(config["redis.url"])
+    if url == EMBEDDED:
+        running = running_url()
+        if running is None:
+            raise BridgeError("no embedded Redis is running (start the bridge first)")
+        return running
+    return url
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bridge.supervisor import Supervisor
+
+    with _loaded(args.config) as config:
+        return Supervisor(config, args.config).run()
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from bridge.status import print_status, read_status
+
+    config = load(args.config)
+    groups = [config.group(args.group)] if args.group else list(config.groups)
+    try:
+        rows = read_status(_client_url(config), config["redis.prefix"], [g.name for g in groups])
+    except (redis.RedisError, BridgeError) as exc:
+        url = redact(config["redis.url"])
+        print(f"bfx-bridge status: cannot read health from Redis at {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print_status(rows, as_json=args.json)
+    return EXIT_OK if rows and all(r["ok"] for r in rows) else EXIT_FAILURE
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from bridge.demo import run_demo
+
+    return run_demo(args.duration)
+
+
 def _redis_url(args: argparse.Namespace) -> str:
     if args.redis:
         return str(args.redis)
     if args.config:
-        config: Config = load(args.config)
-        return str(config["redis.url"])
+        return _client_url(load(args.config))
     return "redis://127.0.0.1:6379/0"
 
 

@@ -71,6 +71,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("redis", "buffer", int, 100_000,
             "Most entries held while Redis is unavailable; past it the oldest are dropped.",
             minimum=1),
+    Setting("health", "interval", float, 2.0,
+            "Seconds between health-key refreshes; the key expires after three.", minimum=0.1),
+    Setting("metrics", "port", int, 0,
+            "Serve Prometheus metrics on this port at /metrics (0 = off).", minimum=0),
+    Setting("metrics", "host", str, "127.0.0.1",
+            "Address the metrics server binds (0.0.0.0 in a container).", minimum=None),
+    Setting("supervisor", "startsecs", float, 30.0,
+            "Seconds a worker must run for its restart backoff to reset.", minimum=0),
+    Setting("supervisor", "backoff_max", float, 60.0,
+            "Longest wait before restarting a worker that keeps dying.", minimum=0.1),
+    Setting("supervisor", "stop_timeout", float, 8.0,
+            "Seconds workers get to stop on SIGTERM before SIGKILL.", minimum=0.5),
 )  # fmt: skip
 
 GROUP_KEYS = {

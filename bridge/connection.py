@@ -42,6 +42,7 @@ HEALTHY_AFTER = 5.0  # a session subscribed this long resets the backoff
 THROTTLED_WAIT = 15.0  # least wait after HTTP 429 (Bitfinex gives no Retry-After)
 
 EventHandler = Callable[["Connection", list[Event]], None]
+Reporter = Callable[..., None]  # report(kind, **fields): one entry of the events stream
 
 
 class SharedPacer:
@@ -95,6 +96,7 @@ class Connection:
         on_events: EventHandler,
         pacer: SharedPacer,
         stopping: threading.Event,
+        report: Reporter | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -102,6 +104,7 @@ class Connection:
         self.on_events = on_events
         self.pacer = pacer
         self.stopping = stopping
+        self.report: Reporter = report or (lambda kind, **fields: None)
         self.connected = False
         self.reconnects = 0
         self.sessions = 0
@@ -169,6 +172,8 @@ class Connection:
         exc = state.outcome.exception() if state.outcome else None
         delay = state.upcoming_sleep
         log.warning("- %s: %s; retry %d in %.2fs", self.name, exc, state.attempt_number, delay)
+        self.report("connect_failed", connection=self.name, reason=str(exc),
+                    retry_in=f"{delay:.2f}")  # fmt: skip
 
     def _session(self) -> None:
         """One connection from open to loss; returns (no backoff) if it had been healthy."""
@@ -184,6 +189,7 @@ class Connection:
             self.reconnects += 1
         self.connected = True
         log.info("= %s: connected to %s", self.name, redact(self.url))
+        self.report("connected", connection=self.name, url=redact(self.url))
         reason = "connection lost"
         healthy = False
         try:
@@ -206,6 +212,7 @@ class Connection:
             self.connected = False
             self._ws = None
             self.on_events(self, self.protocol.connection_lost(reason))
+            self.report("disconnected", connection=self.name, reason=reason)
             self._close(ws, graceful=reason == "worker stopped")
 
     def _read_one(self, ws: websocket.WebSocket) -> None:

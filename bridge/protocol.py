@@ -218,6 +218,10 @@ class Protocol:
         """Channels acknowledged by the server."""
         return sum(ch.state in (S.SUBSCRIBED, S.LIVE) for ch in self.channels.values())
 
+    def answered_count(self) -> int:
+        """Channels the server has answered (acknowledged or refused)."""
+        return sum(ch.state not in (S.IDLE, S.PENDING) for ch in self.channels.values())
+
     # -- frames in ---------------------------------------------------------------------------
 
     def feed(self, frame: bytes | str, now: float) -> list[Event]:

@@ -39,9 +39,8 @@ BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 
 def connect_redis(url: str, **options: Any) -> redis.Redis:
     """A redis-py client for ``url`` with bounded timeouts and no hidden retries."""
-    return redis.Redis.from_url(
-        url, socket_timeout=10, socket_connect_timeout=5, retry_on_timeout=False, **options
-    )
+    settings: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5, **options}
+    return redis.Redis.from_url(url, **settings)
 
 
 class Publisher:

@@ -57,7 +57,7 @@ class Stream:
     Not thread-safe: one connection thread owns each stream.
     """
 
-    __slots__ = ("discarded", "epoch", "epochs", "key", "last_ts", "seq", "state")
+    __slots__ = ("discarded", "entries", "epoch", "epochs", "key", "last_ts", "seq", "state")
 
     def __init__(self, key: str, epochs: EpochSource) -> None:
         self.key = key
@@ -67,6 +67,7 @@ class Stream:
         self.seq = 0
         self.last_ts = 0
         self.discarded = 0  # updates refused because no epoch was live (a bug if ever > 0)
+        self.entries = 0  # entries made by this process
 
     def reset(self, reason: str, ts: int) -> Entry | None:
         """End the current epoch (if any) with a ``reset`` entry; None if already reset."""
@@ -74,6 +75,7 @@ class Stream:
             return None
         self.state = StreamState.BROKEN
         self.seq += 1
+        self.entries += 1
         data = msgpack.packb({"reason": reason})
         return Entry(self.key, {"kind": "reset", "epoch": self.epoch, "seq": self.seq,
                                 "ts": ts, "data": data})  # fmt: skip
@@ -98,6 +100,7 @@ class Stream:
         return self._entry("update", record, ts, mts)
 
     def _entry(self, kind: str, data: Any, ts: int, mts: float | None) -> Entry:
+        self.entries += 1
         fields: dict[str, bytes | str | int] = {"kind": kind, "epoch": self.epoch,
                                                 "seq": self.seq, "ts": ts}  # fmt: skip
         if mts is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 
+from bridge import __version__
 from bridge.config import Config, Group
 from bridge.connection import Connection, SharedPacer
 from bridge.events import (
@@ -35,6 +36,7 @@ from bridge.events import (
     SubscribeFailed,
     Update,
 )
+from bridge.health import HealthReporter, Vitals, health_key, status_of
 from bridge.log import redact
 from bridge.protocol import Protocol
 from bridge.publisher import Publisher, connect_redis
@@ -74,6 +76,17 @@ class Worker:
         self._owner: dict[str, tuple[Subscription, Connection]] = {}
         self.counters = {"malformed": 0, "subscribe_errors": 0, "checksum_errors": 0}
         self.maintenance = False
+        self.started_ms = _now_ms()
+        self._ever_ready = False
+        self._rate_mark = (time.monotonic(), 0)
+        self._msg_rate = 0.0
+        self.health = HealthReporter(
+            connect_redis(config["redis.url"]),
+            health_key(self.prefix, group.name),
+            config["health.interval"],
+            self.collect,
+        )
+        self.metrics_server: Any = None
         pacer = SharedPacer(config["bitfinex.connections_per_minute"])
         self.connections: list[Connection] = []
         for index, shard in enumerate(plan(group.subscriptions, config["bitfinex.channel_limit"])):
@@ -92,6 +105,7 @@ class Worker:
                 on_events=self._on_events,
                 pacer=pacer,
                 stopping=self.stopping,
+                report=self._event,
             )
             self.connections.append(conn)
             for sub in shard:
@@ -117,6 +131,13 @@ class Worker:
             redact(self.config["redis.url"]),
         )  # fmt: skip
         self.publisher.start()
+        self.health.start()
+        if self.config["metrics.port"]:
+            from bridge.metrics import serve_metrics
+
+            self.metrics_server = serve_metrics(
+                self, self.config["metrics.host"], self.config["metrics.port"]
+            )
         ts = _now_ms()
         for stream in self.streams.values():
             entry = stream.reset("worker started", ts)
@@ -137,9 +158,72 @@ class Worker:
             conn.join(5.0)
         self._event("worker_stop", pid=os.getpid())
         self.publisher.stop(STOP_FLUSH_TIMEOUT)
+        self.health.stop(delete=True)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
         log.info(
             "= worker %s stopped (%d entries written)", self.group.name, self.publisher.written
         )
+
+    # -- health (on the health thread) --------------------------------------------------------
+
+    def collect(self, measure_rate: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The health hash fields and the per-stream detail, as of now.
+
+        The message rate is measured between the health thread's calls; other readers
+        (metrics) pass ``measure_rate=False`` and get the last measured value.
+        """
+        conns = self.connections
+        subscribed = sum(c.protocol.subscribed_count() for c in conns)
+        expected = len(self.streams)
+        if not self._ever_ready:
+            self._ever_ready = sum(c.protocol.answered_count() for c in conns) == expected
+        vitals = Vitals(
+            ever_ready=self._ever_ready,
+            maintenance=self.maintenance,
+            connections=sum(c.connected for c in conns),
+            shards=len(conns),
+            subscribed=subscribed,
+            expected=expected,
+            redis_ok=self.publisher.available,
+            buffered=self.publisher.buffered,
+            buffer_limit=self.publisher.buffer,
+        )
+        msgs = sum(c.msgs for c in conns)
+        if measure_rate:
+            now = time.monotonic()
+            then, before = self._rate_mark
+            self._msg_rate = (msgs - before) / (now - then) if now > then else 0.0
+            self._rate_mark = (now, msgs)
+        fields = {
+            "status": status_of(vitals),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "updated": _now_ms(),
+            "started": self.started_ms,
+            "connections": vitals.connections,
+            "subscribed": subscribed,
+            "expected": expected,
+            "msgs": msgs,
+            "msg_rate": round(self._msg_rate, 1),
+            "reconnects": sum(c.reconnects for c in conns),
+            "checksum_errors": self.counters["checksum_errors"],
+            "malformed": self.counters["malformed"],
+            "subscribe_errors": self.counters["subscribe_errors"],
+            "last_msg": int(max((c.last_msg for c in conns), default=0.0) * 1000),
+            "buffered": vitals.buffered,
+            "dropped": self.publisher.dropped,
+            "written": self.publisher.written,
+            "redis": "ok" if vitals.redis_ok else "unavailable",
+            "run_id": self.run_id,
+            "version": __version__,
+        }
+        streams = {
+            sub.name: {"state": st.state.value, "epoch": st.epoch, "seq": st.seq,
+                       "last_ts": st.last_ts, "entries": st.entries}
+            for sub, st in self.streams.items()
+        }  # fmt: skip
+        return fields, streams
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping.set()  # only record it; the main loop acts
@@ -169,7 +253,8 @@ class Worker:
                 self.publisher.put(entry)
             if event.reason.startswith("checksum"):
                 self.counters["checksum_errors"] += 1
-            log.warning("! %s: %s", conn.name, event)
+            level = logging.INFO if event.reason == "worker stopped" else logging.WARNING
+            log.log(level, "! %s: %s", conn.name, event)
             self._event("reset", stream=self.streams[event.sub].key, reason=event.reason)
         elif isinstance(event, Subscribed):
             log.debug("= %s: %s", conn.name, event)

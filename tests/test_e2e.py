@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 
 from bridge import records
@@ -135,5 +136,15 @@ def test_sigterm_stops_the_worker_cleanly(
         assert entries[-1]["kind"] == "reset", name
         assert entries[-1]["data"] == {"reason": "worker stopped"}
         assert_well_formed(entries)
-    unsubscribes = [f for f in emulator.received_frames() if '"unsubscribe"' in f.text]
-    assert len(unsubscribes) == len(names)
+
+    def unsubscribed() -> set[int]:
+        frames = emulator.received_frames()
+        return {orjson.loads(f.text)["chanId"] for f in frames if '"unsubscribe"' in f.text}
+
+    # The emulator reads the worker's last frames on its own thread: poll for them.
+    subscribed = {
+        orjson.loads(f.text)["chanId"]
+        for f in emulator.sent_frames()
+        if '"event":"subscribed"' in f.text
+    }
+    wait_until(lambda: unsubscribed() == subscribed, 10, "an unsubscribe for every channel")

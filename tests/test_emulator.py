@@ -8,6 +8,7 @@ the frames, and every checksum is recomputed from them.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -100,6 +101,12 @@ class Client:
         assert snapshot[0] == str(chan_id)
         return chan_id, snapshot[1]
 
+    def sync(self) -> list[str]:
+        """Read until the server answers a fresh ping: everything it sent before is read."""
+        cid = int(time.monotonic() * 1e6)
+        self.send(event="ping", cid=cid)
+        return self.read_until(lambda t: t.startswith('{"event":"pong"') and f'"cid":{cid}' in t)
+
     def close(self) -> None:
         self.ws.close(timeout=1)
 
@@ -157,7 +164,7 @@ class ClientBook:
             for side in (bids, asks):
                 if i < len(side):
                     e = side[i]
-                    values += [e[0] if self.raw else e[0], e[-1]]
+                    values += [e[0], e[-1]]  # P: price/rate; R0: order/offer id
         crc = zlib.crc32(":".join(values).encode())
         return crc - (1 << 32) if crc >= 1 << 31 else crc
 
@@ -166,6 +173,18 @@ class ClientBook:
         if self.bids and self.asks:
             best_bid, best_ask = self.sorted_side(True)[0], self.sorted_side(False)[0]
             assert self._price(best_bid) < self._price(best_ask), "crossed book"
+
+
+def rebuild(texts: list[str], chan_id: int, book: ClientBook) -> ClientBook:
+    """Apply the snapshot and every update of ``chan_id`` found in ``texts`` to ``book``."""
+    frames = data_frames(texts, chan_id)
+    for entry in frames[0][1]:
+        book.apply(entry)
+    for frame in frames[1:]:
+        if frame[1] not in ("hb", "cs"):
+            for entry in frame[1] if isinstance(frame[1][0], list) else [frame[1]]:
+                book.apply(entry)
+    return book
 
 
 def numbers(payload: list[list[str]]) -> list[list[int | float]]:
@@ -230,7 +249,7 @@ def test_one_contiguous_sequence_over_all_channels_with_timestamps(
     book, _ = client.subscribe(channel="book", symbol="tBTCUSD")
     ticker, _ = client.subscribe(channel="ticker", symbol="tETHUSD")
     trades, _ = client.subscribe(channel="trades", symbol="tBTCUSD")
-    frames = client.read_until(lambda t: t.startswith(f'[{trades},"hb"'))
+    client.read_until(lambda t: t.startswith(f'[{trades},"hb"'))
     arrays = [raw(t) for t in client.texts if t.startswith("[")]
     assert [int(a[-2]) for a in arrays] == list(range(1, len(arrays) + 1))
     now_ms = time.time() * 1000
@@ -240,7 +259,6 @@ def test_one_contiguous_sequence_over_all_channels_with_timestamps(
     assert all(len(a) == 4 for a in arrays if a[1] == "hb")  # [ch,"hb",SEQ,MTS]
     assert all(len(a) == 5 for a in arrays if a[1] == "cs")  # [ch,"cs",CRC,SEQ,MTS]
     assert all(len(a) == 5 for a in arrays if a[1] == "te")  # [ch,"te",T,SEQ,MTS]
-    assert frames
 
     # When a conf with other flags arrives, it replaces the flag set: no more trailers.
     client.conf(OB_CHECKSUM)
@@ -316,9 +334,12 @@ def test_subscribed_events_have_the_wire_field_order(emu: Emulator, client: Clie
         ({"channel": "orders", "symbol": "tBTCUSD"}, 10302, "channel: unknown"),
         ({"channel": "book", "symbol": "tBTCUSD", "prec": "P7"}, 10011, "prec: invalid"),
         ({"channel": "book", "symbol": "tBTCUSD", "len": 30}, 10012, "len: invalid"),
-        ({"channel": "book", "symbol": "tBTCUSD", "prec": "R0", "len": "250"}, 10012,
-         "len: invalid"),
-    ],  # fmt: skip
+        (
+            {"channel": "book", "symbol": "tBTCUSD", "prec": "R0", "len": "250"},
+            10012,
+            "len: invalid",
+        ),
+    ],
 )
 def test_subscribe_errors_echo_the_request(
     client: Client, request_fields: dict[str, Any], code: int, msg: str
@@ -336,15 +357,23 @@ def test_duplicate_unsubscribe_and_unknown_event_errors(emu: Emulator, client: C
     chan_id, _ = client.subscribe(channel="ticker", symbol="tLTCUSD")
     client.send(event="subscribe", channel="ticker", symbol="tLTCUSD")
     dup = client.event("error")
-    assert dup == {"event": "error", "channel": "ticker", "symbol": "tLTCUSD",
-                   "msg": "subscribe: dup", "code": 10301, "pair": "LTCUSD"}  # fmt: skip
+    assert dup == {
+        "event": "error",
+        "channel": "ticker",
+        "symbol": "tLTCUSD",
+        "msg": "subscribe: dup",
+        "code": 10301,
+        "pair": "LTCUSD",
+    }
     client.send(event="unsubscribe", chanId="nope")
     assert client.event("error")["code"] == 10400
     client.send(event="unsubscribe", chanId=chan_id + 999)
     assert client.event("error") == {
-        "event": "error", "chanId": chan_id + 999, "msg": "unsubscribe: not subscribed",
+        "event": "error",
+        "chanId": chan_id + 999,
+        "msg": "unsubscribe: not subscribed",
         "code": 10401,
-    }  # fmt: skip
+    }
     client.send(event="bogus")
     assert client.event("error")["code"] == 10000
     client.ws.send("{not json")
@@ -352,8 +381,10 @@ def test_duplicate_unsubscribe_and_unknown_event_errors(emu: Emulator, client: C
 
     client.send(event="unsubscribe", chanId=chan_id)
     assert client.event("unsubscribed") == {
-        "event": "unsubscribed", "status": "OK", "chanId": chan_id
-    }  # fmt: skip
+        "event": "unsubscribed",
+        "status": "OK",
+        "chanId": chan_id,
+    }
     after = client.read_for(0.5)
     assert not data_frames(after, chan_id)
     assert emu.connections()[0].channels() == {}
@@ -406,7 +437,7 @@ def test_ticker_candles_and_status_layouts(client: Client) -> None:
     candles, c_snap = client.subscribe(channel="candles", key="trade:1m:tETHUSD")
     mts = [int(c[0]) for c in c_snap]
     assert mts == sorted(mts, reverse=True) and all(m % 60_000 == 0 for m in mts)
-    assert all(a - b == 60_000 for a, b in zip(mts, mts[1:], strict=False))
+    assert all(a - b == 60_000 for a, b in itertools.pairwise(mts))
     for c in c_snap:
         o, close, high, low = map(Decimal, c[1:5])
         assert high >= max(o, close) and low <= min(o, close)
@@ -502,7 +533,6 @@ def test_every_checksum_matches_the_raw_wire_texts(
     client.conf(OB_CHECKSUM | (BULK_UPDATES if bulk else 0))
     books = _subscribe_books(client)
     texts = client.read_for(1.5)
-    client.close()
     for chan_id, (book, _, _) in books.items():
         verified = 0
         for frame in data_frames(texts, chan_id):
@@ -515,45 +545,27 @@ def test_every_checksum_matches_the_raw_wire_texts(
                 for entry in frame[1] if is_batch else [frame[1]]:
                     book.apply(entry)
         assert verified >= 5
-    xrp_tokens = [tok for t in texts for tok in re.findall(r"[\d.]+e-\d+", t)]
+    xrp = next(c for c, info in emu.connections()[0].channels().items() if info.symbol == "tXRPBTC")
+    xrp_texts = [t for t in client.texts if t.startswith(f"[{xrp},")]
+    xrp_tokens = [tok for t in xrp_texts for tok in re.findall(r"[\d.]+e-\d+", t)]
     assert xrp_tokens, "tXRPBTC should put prices below 1e-6 on the wire in e-notation"
     assert all(re.fullmatch(r"[1-9](\.\d*[1-9])?e-\d+", tok) for tok in xrp_tokens)
+    client.close()
 
 
-def test_emulator_book_equals_the_client_rebuild_after_pause(
-    emu: Emulator, client: Client
-) -> None:
+def test_emulator_book_equals_the_client_rebuild_after_pause(emu: Emulator, client: Client) -> None:
     """After pause(), emu.book() equals the book the client rebuilt from snapshot + updates."""
     client.conf(BULK_UPDATES)
-    p0, snapshot = client.subscribe(channel="book", symbol="tBTCUSD", prec="P1", len=100)
-    r0, r_snapshot = client.subscribe(channel="book", symbol="fUSD", prec="R0")
+    p0, _ = client.subscribe(channel="book", symbol="tBTCUSD", prec="P1", len=100)
+    r0, _ = client.subscribe(channel="book", symbol="fUSD", prec="R0")
     books = {p0: ClientBook(False, False), r0: ClientBook(True, True)}
-    for entry in snapshot:
-        books[p0].apply(entry)
-    for entry in r_snapshot:
-        books[r0].apply(entry)
     client.read_for(0.5)
     emu.pause()
-    client.read_until(lambda t: t.startswith(f'[{r0},"hb"'))  # sent after every update
+    client.sync()  # the pong comes after every update sent before pause() returned
     for chan_id, book in books.items():
-        for frame in data_frames(client.texts[len(snapshot) :], chan_id):
-            if frame[1] in ("hb", "cs") or not frame[1]:
-                continue
-            for entry in frame[1] if isinstance(frame[1][0], list) else [frame[1]]:
-                book.apply(entry)
+        rebuild(client.texts, chan_id, book)
     assert numbers(books[p0].wire()) == emu.book("tBTCUSD", "P1", 100)
     assert numbers(books[r0].wire()) == emu.book("fUSD", "R0", 25)
-
-
-def _rebuild_from_start(texts: list[str], chan_id: int, book: ClientBook) -> ClientBook:
-    frames = data_frames(texts, chan_id)
-    for entry in frames[0][1]:
-        book.apply(entry)
-    for frame in frames[1:]:
-        if frame[1] not in ("hb", "cs"):
-            for entry in frame[1] if isinstance(frame[1][0], list) else [frame[1]]:
-                book.apply(entry)
-    return book
 
 
 def test_books_are_shared_between_connections(emu: Emulator) -> None:
@@ -564,10 +576,10 @@ def test_books_are_shared_between_connections(emu: Emulator) -> None:
     b_chan, _ = b.subscribe(channel="book", symbol="tETHUSD")
     b.read_for(0.3)
     emu.pause()
-    a.read_until(lambda t: t.startswith(f'[{a_chan},"hb"'))
-    b.read_until(lambda t: t.startswith(f'[{b_chan},"hb"'))
-    book_a = _rebuild_from_start(a.texts, a_chan, ClientBook(False, False))
-    book_b = _rebuild_from_start(b.texts, b_chan, ClientBook(False, False))
+    a.sync()
+    b.sync()
+    book_a = rebuild(a.texts, a_chan, ClientBook(False, False))
+    book_b = rebuild(b.texts, b_chan, ClientBook(False, False))
     assert book_a.wire() == book_b.wire()
     assert numbers(book_a.wire()) == emu.book("tETHUSD")
     a.close()
@@ -584,11 +596,8 @@ def test_heartbeats_every_interval_and_silence(emu: Emulator, client: Client) ->
     second, _ = client.subscribe(channel="book", symbol="tBTCUSD")
     texts = client.read_for(1.0)
     for chan_id in (first, second):
-        assert texts.count(f'[{chan_id},"hb"]') >= 3
+        assert 3 <= texts.count(f'[{chan_id},"hb"]') <= 6  # every 0.2 s for 1 s
     assert set(texts) == {f'[{first},"hb"]', f'[{second},"hb"]'}  # paused: only heartbeats
-    times = [f.t for f in emu.sent_frames() if f.text == f'[{first},"hb"]']
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert all(0.1 < g < 0.5 for g in gaps)
     emu.connections()[0].silence(first, True)
     later = client.read_for(0.7)
     assert f'[{second},"hb"]' in later and f'[{first},"hb"]' not in later

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bridge.emulator.channels import ChannelInfo, is_funding
-from bridge.emulator.prices import Instrument, amount_scale, round_sig
+from bridge.emulator.prices import Instrument, amount_scale, to_grid
 from bridge.emulator.wire import Scalar, checksum
 
 __all__ = ["Book", "WireEntry"]
@@ -96,8 +96,8 @@ class Book:
         """Apply ``updates`` random changes; return every wire entry they produced, in order.
 
         One change can produce several entries: adding a level first deletes the levels of
-        the other side it would cross, and evicts the worst level of its own side when the
-        window of ``len`` is full.
+        the other side it would cross and, when the window of ``len`` is full, the worst
+        level of its own side; then it adds the level.
         """
         out: list[WireEntry] = []
         for _ in range(updates):
@@ -129,10 +129,10 @@ class Book:
         if len(side) >= self.depth and self._sort_key(entry) >= self._sort_key(self._worst(bid)):
             return self._change(bid) if side else []
         out = self._uncross(entry)
+        while len(side) >= self.depth:  # make room first: a side never exceeds len
+            out += self._delete(self._worst(bid))
         side[ident] = entry
         out.append(self._wire(entry))
-        while len(side) > self.depth:
-            out += self._delete(self._worst(bid))
         return out
 
     def _change(self, bid: bool, entry: _Entry | None = None) -> list[WireEntry]:
@@ -177,15 +177,20 @@ class Book:
     # -- helpers ---------------------------------------------------------------------
 
     def _new_price(self, bid: bool) -> float | None:
-        """A price on this book's grid, log-uniformly 1 to mid/2 grid steps from the mid.
+        """A price on this book's grid, a log-uniform distance of 1 step to 50 % from the mid.
 
-        Dense near the mid, sparse far away: on ``tXRPBTC`` (mid ≈ 1.1e-6) a good share of
-        the bids fall below 1e-6 and are written in exponent form.
+        Dense near the mid, sparse far away: on ``tXRPBTC`` (mid ≈ 1.1e-6) about a fifth of
+        the bids fall below 1e-6 and are written in exponent form. Coarse books (P3, P4)
+        get few distinct levels, as on Bitfinex.
         """
         mid = self._instrument.mid
         step = 10.0 ** (math.floor(math.log10(mid)) - self._digits + 1)
-        distance = math.exp(self._rng.uniform(0.0, math.log(max(2.0, 0.5 * mid / step))))
-        price = round_sig(mid - distance * step if bid else mid + distance * step, self._digits)
+        nearest = math.log(min(step / mid, 0.5))
+        distance = math.exp(self._rng.uniform(nearest, math.log(0.5)))
+        if bid:  # bids round down, asks up: a new level never lands on the wrong side
+            price = to_grid(mid * (1 - distance), self._digits, up=False)
+        else:
+            price = to_grid(mid * (1 + distance), self._digits, up=True)
         return price if price > 0 else None
 
     def _new_amount(self, bid: bool) -> float:

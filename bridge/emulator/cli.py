@@ -56,7 +56,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int, default=None, help="make the synthetic data reproducible"
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed the synthetic data so that runs are reproducible (default: random)",
     )
     parser.add_argument(
         "--log",

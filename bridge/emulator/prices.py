@@ -13,7 +13,7 @@ import math
 import random
 import zlib
 
-__all__ = ["Instrument", "amount_scale", "base_level", "round_sig"]
+__all__ = ["Instrument", "amount_scale", "base_level", "round_sig", "to_grid"]
 
 _USD_PRICES = {
     "BTC": 60000.0,
@@ -68,6 +68,18 @@ def round_sig(x: float, digits: int) -> float:
     (60012.0, 1.23e-06)
     """
     return float(f"{x:.{digits - 1}e}")
+
+
+def to_grid(x: float, digits: int, *, up: bool) -> float:
+    """``x`` rounded up or down to ``digits`` significant figures.
+
+    >>> to_grid(59990.0, 1, up=False), to_grid(60010.0, 1, up=True), to_grid(1.0994e-6, 3, up=True)
+    (50000.0, 70000.0, 1.1e-06)
+    """
+    exponent = math.floor(math.log10(x)) - digits + 1
+    scaled = round(x / 10.0**exponent, 9)  # 5.9999999999 is 6: avoid a spurious floor
+    mantissa = math.ceil(scaled) if up else math.floor(scaled)
+    return float(f"{mantissa}e{exponent}")
 
 
 def amount_scale(level: float) -> float:

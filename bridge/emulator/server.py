@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import http
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -26,11 +27,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-from bridge.emulator.channels import ChannelInfo
+from bridge.emulator.channels import SubscribeError, parse_subscribe
 from bridge.emulator.connection import EmuConnection
 from bridge.emulator.market import Market
 
 __all__ = ["Emulator", "SentFrame"]
+
+logger = logging.getLogger(__name__)
 
 _SEND_TIMEOUT = 10.0  # a client that reads nothing for this long is dropped
 _CLOSE_TIMEOUT = 1.0
@@ -205,8 +208,14 @@ class Emulator:
 
         Bids best first, then asks best first (R0: by price, then order id, §5.4). A book no
         one subscribed to yet is created, and later subscribers continue from it.
+
+        Raises:
+            ValueError: the arguments name no valid book (bad symbol, prec, freq or len).
         """
-        info = ChannelInfo("book", symbol, prec=prec, freq=freq, len=str(length))
+        request = {"channel": "book", "symbol": symbol, "prec": prec, "freq": freq, "len": length}
+        info = parse_subscribe(request, frozenset())
+        if isinstance(info, SubscribeError):
+            raise ValueError(f"no such book {request}: {info.msg}")
         return self.market.book(info, time.time_ns() // 1_000_000)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
@@ -259,9 +268,10 @@ class Emulator:
         ws.socket.settimeout(_SEND_TIMEOUT)
         with self._lock:
             conn = EmuConnection(next(self._conn_ids), ws, self)
-            self._connections[conn.conn_id] = conn
         try:
-            conn.open()
+            conn.open()  # info first: only then may broadcasts and faults reach it
+            with self._lock:
+                self._connections[conn.conn_id] = conn
             for message in ws:
                 conn.receive(
                     message if isinstance(message, str) else message.decode(errors="replace")
@@ -274,16 +284,25 @@ class Emulator:
                 self._connections.pop(conn.conn_id, None)
 
     def _run_market(self) -> None:
-        """Tick every ``tick_interval`` and send due heartbeats until stopped."""
+        """Tick every ``tick_interval`` and send due heartbeats until stopped.
+
+        An unexpected error is logged and the loop goes on: one bad tick must not silence
+        every connection for the rest of a test.
+        """
         next_tick = time.monotonic() + self.tick_interval
         while True:
             now = time.monotonic()
-            if now >= next_tick:
-                self._tick()
-                next_tick += self.tick_interval
-                if next_tick < now:  # fell behind: skip rather than burst
-                    next_tick = now + self.tick_interval
-            next_beat = min((c.send_heartbeats(now) for c in self.connections()), default=now + 1)
+            next_beat = now + 1.0
+            try:
+                if now >= next_tick:
+                    self._tick()
+                    next_tick += self.tick_interval
+                    if next_tick < now:  # fell behind: skip rather than burst
+                        next_tick = now + self.tick_interval
+                for conn in self.connections():
+                    next_beat = min(next_beat, conn.send_heartbeats(now))
+            except Exception:
+                logger.exception("! emulator market tick failed")
             timeout = min(next_tick, next_beat) - time.monotonic()
             if self._stopping.wait(max(0.0, timeout)):
                 return

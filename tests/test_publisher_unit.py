@@ -1,0 +1,191 @@
+"""Batching tests of bridge.publisher against fakeredis (STYLE: fakeredis for batching only).
+
+:class:`RecordingRedis` wraps a FakeRedis: it records every pipeline's XADDs with their
+arguments and can make the next pipelines fail, optionally after some of their XADDs have
+landed, as a connection cut mid-pipeline does. Entries are queued before the writer starts
+so that each scenario is deterministic; waiting uses :meth:`Publisher.flush`, a poller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from bridge.publisher import Publisher
+from bridge.streams import Entry, EpochSource, Stream, decode_fields
+
+Call = tuple[str, dict[str, Any], dict[str, Any]]
+
+
+class RecordingPipeline:
+    """Collects XADDs; execute() runs them on the server (or fails as scheduled)."""
+
+    def __init__(self, owner: RecordingRedis) -> None:
+        self.owner = owner
+        self.calls: list[Call] = []
+
+    def xadd(self, name: str, fields: dict[str, Any], **kwargs: Any) -> RecordingPipeline:
+        self.calls.append((name, fields, kwargs))
+        return self
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        owner = self.owner
+        if owner.failures:
+            owner.failures -= 1
+            for name, fields, kwargs in self.calls[: owner.land_before_failing]:
+                owner.server.xadd(name, fields, **kwargs)
+            raise redis.ConnectionError("Connection reset by peer")
+        owner.pipelines.append(self.calls)
+        return [owner.server.xadd(n, f, **kw) for n, f, kw in self.calls]
+
+
+class RecordingRedis:
+    """A FakeRedis whose pipelines are recorded; ``failures`` next pipelines raise."""
+
+    def __init__(self, failures: int = 0, land_before_failing: int = 0) -> None:
+        self.server = fakeredis.FakeRedis()
+        self.pipelines: list[list[Call]] = []
+        self.failures = failures
+        self.land_before_failing = land_before_failing
+
+    def pipeline(self, transaction: bool = True) -> RecordingPipeline:
+        return RecordingPipeline(self)
+
+    def xrevrange(self, name: str, **kwargs: Any) -> Any:
+        return self.server.xrevrange(name, **kwargs)
+
+    def stream(self, key: str) -> list[dict[str, Any]]:
+        """Every entry of ``key`` decoded, oldest first."""
+        return [decode_fields(fields) for _, fields in self.server.xrange(key)]
+
+
+def entries(key: str, n: int, run: str = "run") -> list[Entry]:
+    """A snapshot (with its leading reset) and updates of one stream: n entries in all."""
+    stream = Stream(key, EpochSource(run))
+    out = stream.snapshot([{"price": 1}], ts=1, mts=None)
+    out += [e for i in range(n - 2) if (e := stream.update({"price": i + 2}, ts=2 + i, mts=None))]
+    assert len(out) == n
+    return out
+
+
+@pytest.fixture
+def started() -> Iterator[list[Publisher]]:
+    """Publishers started by a test; stopped at teardown."""
+    publishers: list[Publisher] = []
+    yield publishers
+    for publisher in publishers:
+        publisher.stop(timeout=1.0)
+
+
+def run(publisher: Publisher, started: list[Publisher], queued: list[Entry]) -> None:
+    """Queue ``queued``, start the writer, wait until everything is written or dropped."""
+    publisher.put_all(queued)
+    started.append(publisher)
+    publisher.start()
+    assert publisher.flush(timeout=5.0)
+
+
+def expected(entry: Entry) -> dict[str, Any]:
+    """An entry as decode_fields gives it back from Redis."""
+    return decode_fields(
+        {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in entry.fields.items()}
+    )
+
+
+def test_entries_written_in_order_with_maxlen(started: list[Publisher]) -> None:
+    """Every entry lands in its stream in order, each XADD with MAXLEN ~ maxlen."""
+    client = RecordingRedis()
+    book, ticker = entries("bfx:book:tBTCUSD:P0", 6), entries("bfx:ticker:tBTCUSD", 4, "r2")
+    mixed = [book[0], ticker[0], book[1], ticker[1], *book[2:], *ticker[2:]]
+    publisher = Publisher(client, maxlen=1000, batch=500)  # type: ignore[arg-type]
+    run(publisher, started, mixed)
+    assert client.stream("bfx:book:tBTCUSD:P0") == [expected(e) for e in book]
+    assert client.stream("bfx:ticker:tBTCUSD") == [expected(e) for e in ticker]
+    calls = [call for pipeline in client.pipelines for call in pipeline]
+    assert [(name, fields) for name, fields, _ in calls] == [(e.stream, e.fields) for e in mixed]
+    assert {tuple(sorted(kw.items())) for _, _, kw in calls} == {
+        (("approximate", True), ("maxlen", 1000))
+    }
+    assert publisher.written == 10
+    assert publisher.dropped == 0
+
+
+def test_batches_bounded_by_batch(started: list[Publisher]) -> None:
+    """With batch=3, ten queued entries go out as pipelines of 3, 3, 3 and 1, in order."""
+    client = RecordingRedis()
+    queued = entries("bfx:trades:tBTCUSD", 10)
+    publisher = Publisher(client, maxlen=100, batch=3)  # type: ignore[arg-type]
+    run(publisher, started, queued)
+    assert [len(p) for p in client.pipelines] == [3, 3, 3, 1]
+    flat = [fields for pipeline in client.pipelines for _, fields, _ in pipeline]
+    assert flat == [e.fields for e in queued]
+
+
+def test_buffer_bound_drops_oldest_and_reports_their_streams(started: list[Publisher]) -> None:
+    """Past `buffer` the oldest entries are dropped, counted, and on_lost names their streams."""
+    client = RecordingRedis(failures=1)
+    a, b, c = entries("bfx:a", 2), entries("bfx:b", 2), entries("bfx:c", 3)
+    lost: list[set[str]] = []
+    publisher = Publisher(client, maxlen=100, batch=10, buffer=3, on_lost=lost.append)  # type: ignore[arg-type]
+    run(publisher, started, [*a, *b, *c])
+    assert lost == [{"bfx:a", "bfx:b"}]
+    assert publisher.dropped == 4
+    assert client.stream("bfx:a") == [] and client.stream("bfx:b") == []
+    assert client.stream("bfx:c") == [expected(e) for e in c]
+    assert publisher.failures == 1
+
+
+def test_retry_after_failed_pipeline_writes_nothing_twice(started: list[Publisher]) -> None:
+    """A pipeline cut after 2 of its 5 XADDs landed: the retry writes only the other 3."""
+    client = RecordingRedis(failures=1, land_before_failing=2)
+    queued = entries("bfx:trades:tBTCUSD", 5)
+    publisher = Publisher(client, maxlen=100, batch=10)  # type: ignore[arg-type]
+    run(publisher, started, queued)
+    assert client.stream("bfx:trades:tBTCUSD") == [expected(e) for e in queued]
+    assert [len(p) for p in client.pipelines] == [3]
+    assert publisher.written == 5
+
+
+def test_not_landed_skips_entries_already_in_redis() -> None:
+    """_not_landed drops the chunk's entries whose (epoch, seq) Redis already holds."""
+    server = fakeredis.FakeRedis()
+    chunk = entries("bfx:book:tBTCUSD:P0", 4) + entries("bfx:ticker:tBTCUSD", 3, "r2")
+    for entry in (chunk[0], chunk[1], chunk[4]):  # what a cut pipeline left behind
+        server.xadd(entry.stream, entry.fields)  # type: ignore[arg-type]
+    publisher = Publisher(server, maxlen=100)
+    assert publisher._not_landed(chunk) == [chunk[2], chunk[3], chunk[5], chunk[6]]
+    assert publisher.written == 3
+
+
+def test_not_landed_keeps_entries_of_a_stream_with_older_history() -> None:
+    """Entries of an earlier run (other epoch) in Redis do not hide the new ones."""
+    server = fakeredis.FakeRedis()
+    old = entries("bfx:ticker:tBTCUSD", 3, "old")
+    for entry in old:
+        server.xadd(entry.stream, entry.fields)  # type: ignore[arg-type]
+    new = entries("bfx:ticker:tBTCUSD", 3, "new")
+    publisher = Publisher(server, maxlen=100)
+    assert publisher._not_landed(new) == new
+    assert publisher.written == 0
+
+
+def test_not_landed_skips_landed_entries_of_an_earlier_epoch_in_the_chunk() -> None:
+    """A chunk spanning reset + new snapshot: landed entries of the old epoch are not resent."""
+    server = fakeredis.FakeRedis()
+    stream = Stream("bfx:book:tBTCUSD:P0", EpochSource("run"))
+    stream.snapshot([{"price": 1}], ts=1, mts=None)
+    chunk = [
+        stream.update({"price": 2}, ts=2, mts=None),  # run.1 seq 1
+        stream.reset("checksum mismatch", ts=3),  # run.1 seq 2
+        *stream.snapshot([{"price": 3}], ts=4, mts=None),  # run.2 seq 0
+        stream.update({"price": 4}, ts=5, mts=None),  # run.2 seq 1
+    ]
+    landed = [e for e in chunk if e is not None][:3]
+    for entry in landed:
+        server.xadd(entry.stream, entry.fields)  # type: ignore[arg-type]
+    publisher = Publisher(server, maxlen=100)
+    assert publisher._not_landed([e for e in chunk if e is not None]) == [chunk[-1]]
