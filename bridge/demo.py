@@ -166,7 +166,7 @@ def run_demo(duration: float | None) -> int:
     console = Console(emoji=False)
     workdir = Path(tempfile.mkdtemp(prefix="bfx-bridge-demo-"))
     with EmbeddedRedis(embedded_dir()) as server:
-        emulator = Emulator(port=0, tick_interval=0.1, connect_limit=None)
+        emulator = Emulator(port=0, tick_interval=0.1, connect_limit=None, log_frames=False)
         emulator.start()
         path = workdir / "demo.toml"
         path.write_text(DEMO_CONFIG.format(ws_url=emulator.url, redis_url=server.url))

@@ -182,6 +182,24 @@ def test_generic_env_overrides_are_coerced(tmp_path: Path) -> None:
     assert config["bitfinex.channel_limit"] == 30
 
 
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1", True),
+        ("TRUE", True),
+        ("yes", True),
+        ("on", True),
+        ("0", False),
+        ("no", False),
+        ("Off", False),
+    ],
+)
+def test_env_booleans(tmp_path: Path, text: str, value: bool) -> None:
+    """Boolean env overrides accept 1/true/yes/on and 0/false/no/off, any case."""
+    config = load_text(tmp_path, ONE_GROUP, {"BFX_BRIDGE_BITFINEX_VERIFY_CHECKSUMS": text})
+    assert config["bitfinex.verify_checksums"] is value
+
+
 def test_bad_env_value_is_refused(tmp_path: Path) -> None:
     """A non-numeric BFX_BRIDGE_REDIS_MAXLEN is refused naming redis.maxlen."""
     err = refusal(tmp_path, SPEC_EXAMPLE, {"BFX_BRIDGE_REDIS_MAXLEN": "lots"})
@@ -297,12 +315,23 @@ def test_bad_symbol_syntax_is_refused_naming_symbols(tmp_path: Path, symbol: str
 
 @pytest.mark.parametrize(
     "channel",
-    ["orders", "book:P5", "book:P0:F2", "book:P0:F0:50", "book:R0:F0:250", "candles:2m",
-     "candles:1m:a30:p2:p30", "ticker:P0", "book:P0:F0:25:x"],
-)  # fmt: skip
+    [
+        "orders",
+        "book:P5",
+        "book:P0:F2",
+        "book:P0:F0:50",
+        "book:R0:F0:250",
+        "candles:2m",
+        "candles:1m:a30:p2:p30",
+        "ticker:P0",
+        "book:P0:F0:25:x",
+    ],
+)
 def test_bad_channel_is_refused(tmp_path: Path, channel: str) -> None:
     """Unknown channels and bad options are refused under groups[i].channels."""
-    err = refusal(tmp_path, f'[[groups]]\nname = "g"\nsymbols = ["tBTCUSD"]\nchannels = ["{channel}"]\n')
+    err = refusal(
+        tmp_path, f'[[groups]]\nname = "g"\nsymbols = ["tBTCUSD"]\nchannels = ["{channel}"]\n'
+    )
     assert err.key == "groups[0].channels"
     assert repr(channel) in err.problem
 
@@ -354,14 +383,18 @@ def test_two_subscriptions_writing_one_stream_are_refused(
     tmp_path: Path, channels: str, stream: str
 ) -> None:
     """Two variants that would write the same stream are refused, naming the stream."""
-    err = refusal(tmp_path, f'[[groups]]\nname = "g"\nsymbols = ["tBTCUSD"]\nchannels = {channels}\n')
+    err = refusal(
+        tmp_path, f'[[groups]]\nname = "g"\nsymbols = ["tBTCUSD"]\nchannels = {channels}\n'
+    )
     assert err.key == "groups[0]"
     assert repr(stream) in err.problem
 
 
 def test_channel_listed_twice_is_refused(tmp_path: Path) -> None:
     """The same channel twice in one list is refused."""
-    err = refusal(tmp_path, '[[groups]]\nname = "g"\nsymbols = ["tBTCUSD"]\nchannels = ["ticker", "ticker"]\n')  # noqa: E501
+    err = refusal(
+        tmp_path, '[[groups]]\nname = "g"\nsymbols = ["tBTCUSD"]\nchannels = ["ticker", "ticker"]\n'
+    )
     assert err.key == "groups[0].channels"
     assert "twice" in err.problem
 
@@ -409,6 +442,13 @@ def test_missing_groups_is_refused(tmp_path: Path, text: str) -> None:
     """A config without [[groups]] is refused with the fix "add at least one [[groups]]"."""
     err = refusal(tmp_path, text)
     assert err.key == "groups"
+    assert "[[groups]]" in err.fix
+
+
+def test_group_that_is_not_a_table_is_refused(tmp_path: Path) -> None:
+    """groups = [5] is refused at groups[0]."""
+    err = refusal(tmp_path, "groups = [5]\n")
+    assert err.key == "groups[0]"
     assert "[[groups]]" in err.fix
 
 

@@ -84,7 +84,9 @@ class Client:
 
     def event(self, name: str, timeout: float = 5.0) -> dict[str, Any]:
         """The next event object called ``name`` (skipping data arrays)."""
-        frames = self.read_until(lambda t: t.startswith("{") and json.loads(t)["event"] == name)
+        frames = self.read_until(
+            lambda t: t.startswith("{") and json.loads(t)["event"] == name, timeout
+        )
         event: dict[str, Any] = json.loads(frames[-1])
         return event
 
@@ -188,6 +190,7 @@ def rebuild(texts: list[str], chan_id: int, book: ClientBook) -> ClientBook:
 
 
 def numbers(payload: list[list[str]]) -> list[list[int | float]]:
+    """Raw-text entries as Python numbers, to compare with :meth:`Emulator.book`."""
     return [[json.loads(x) for x in e] for e in payload]
 
 
@@ -214,11 +217,13 @@ def make_emulator() -> Iterator[Callable[..., Emulator]]:
 
 @pytest.fixture
 def emu(make_emulator: Callable[..., Emulator]) -> Emulator:
+    """An emulator with fast heartbeats (0.2 s) and one unknown symbol, tNOPEUSD."""
     return make_emulator(heartbeat_interval=0.2, unknown_symbols=frozenset({"tNOPEUSD"}))
 
 
 @pytest.fixture
 def client(emu: Emulator) -> Iterator[Client]:
+    """A connected client, closed after the test."""
     c = Client(emu.url)
     yield c
     c.close()

@@ -22,6 +22,9 @@ from bridge.log import redact
             "primary redis://a:***@h1 replica rediss://:***@h2/1",
         ),
         ("connect to redis://u:p%40ss@host failed", "connect to redis://u:***@host failed"),
+        # redis-py takes everything up to the last "@" as the password (urlparse rpartition).
+        ("redis://:p@ss@host:6379/0", "redis://:***@host:6379/0"),
+        ("redis://user:p@ss@host", "redis://user:***@host"),
     ],
 )
 def test_redact_hides_passwords(text: str, expected: str) -> None:

@@ -109,10 +109,27 @@ def error_for(sub: Subscription, code: int, msg: str) -> dict[str, Any]:
     return {**sub.request(), "event": "error", "msg": msg, "code": code}
 
 
-TICKER_LABELS = ("bid", "bid_size", "ask", "ask_size", "daily_change", "daily_change_relative",
-                 "last_price", "volume", "high", "low")  # fmt: skip
-TICKER_SNAPSHOT = "[0.068965,60157.36709703,0.0774,48578.50804052,0.001969,0.0262,0.076989,101459.39453471,0.0828,0.068961]"  # noqa: E501
-TRADES_SNAPSHOT = "[[669899159,1618665870435,166.391496,0.076989],[669899158,1618665870435,-6961.461304,0.076985]]"  # noqa: E501
+TICKER_LABELS = (
+    "bid",
+    "bid_size",
+    "ask",
+    "ask_size",
+    "daily_change",
+    "daily_change_relative",
+    "last_price",
+    "volume",
+    "high",
+    "low",
+)
+# Real captured frames (§5.1, §5.2; the second trade's sign flipped to show a sell).
+TICKER_SNAPSHOT = (
+    "[0.068965,60157.36709703,0.0774,48578.50804052,0.001969,0.0262,0.076989,"
+    "101459.39453471,0.0828,0.068961]"
+)
+TRADES_SNAPSHOT = (
+    "[[669899159,1618665870435,166.391496,0.076989],"
+    "[669899158,1618665870435,-6961.461304,0.076985]]"
+)
 
 
 # -- connect: conf and subscribe requests ------------------------------------------------------
@@ -148,7 +165,12 @@ def test_connect_sends_one_conf_then_every_subscribe() -> None:
             "key": "trade:1m:fUSD:a30:p2:p30",
             "subId": "candles:fUSD:1m:a30:p2:p30",
         },
-        {"event": "subscribe", "channel": "status", "key": "liq:global", "subId": "status:liq:global"},
+        {
+            "event": "subscribe",
+            "channel": "status",
+            "key": "liq:global",
+            "subId": "status:liq:global",
+        },
     ]
     assert wire.sent() == []  # the queue was emptied
 
@@ -178,22 +200,39 @@ def test_acks_without_sub_id_matched_by_identity_out_of_order_and_late() -> None
     """Acks without subId map by channel/symbol/prec/len or key, even 13 s late (§3.1)."""
     wire = Wire(TICKER, TRADES, BOOK, FTRADES, FBOOK, CANDLES, DERIV, LIQ, now=0.0)
     acks = [
-        ('{"event":"subscribed","channel":"trades","chanId":339521,"symbol":"fUSD",'
-         '"currency":"USD"}', Subscribed(FTRADES, 339521)),
-        ('{"event":"subscribed","channel":"candles","chanId":343351,"key":"trade:1m:tBTCUSD"}',
-         Subscribed(CANDLES, 343351)),
-        ('{"event":"subscribed","channel":"status","chanId":91684,"key":"liq:global"}',
-         Subscribed(LIQ, 91684)),
-        ('{"event":"subscribed","channel":"ticker","chanId":232949,"symbol":"tBTCUSD",'
-         '"pair":"BTCUSD"}', Subscribed(TICKER, 232949)),
-        ('{"event":"subscribed","channel":"status","chanId":335856,"key":"deriv:tBTCF0:USTF0"}',
-         Subscribed(DERIV, 335856)),
-        ('{"event":"subscribed","channel":"book","chanId":106275,"symbol":"fBTC","prec":"P0",'
-         '"freq":"F0","len":"25","currency":"BTC"}', Subscribed(FBOOK, 106275)),
+        (
+            '{"event":"subscribed","channel":"trades","chanId":339521,"symbol":"fUSD",'
+            '"currency":"USD"}',
+            Subscribed(FTRADES, 339521),
+        ),
+        (
+            '{"event":"subscribed","channel":"candles","chanId":343351,"key":"trade:1m:tBTCUSD"}',
+            Subscribed(CANDLES, 343351),
+        ),
+        (
+            '{"event":"subscribed","channel":"status","chanId":91684,"key":"liq:global"}',
+            Subscribed(LIQ, 91684),
+        ),
+        (
+            '{"event":"subscribed","channel":"ticker","chanId":232949,"symbol":"tBTCUSD",'
+            '"pair":"BTCUSD"}',
+            Subscribed(TICKER, 232949),
+        ),
+        (
+            '{"event":"subscribed","channel":"status","chanId":335856,"key":"deriv:tBTCF0:USTF0"}',
+            Subscribed(DERIV, 335856),
+        ),
+        (
+            '{"event":"subscribed","channel":"book","chanId":106275,"symbol":"fBTC","prec":"P0",'
+            '"freq":"F0","len":"25","currency":"BTC"}',
+            Subscribed(FBOOK, 106275),
+        ),
         # legacy echo with `pair` only
-        ('{"event":"subscribed","channel":"trades","chanId":232959,"pair":"BTCUSD"}',
-         Subscribed(TRADES, 232959)),
-    ]  # fmt: skip
+        (
+            '{"event":"subscribed","channel":"trades","chanId":232959,"pair":"BTCUSD"}',
+            Subscribed(TRADES, 232959),
+        ),
+    ]
     for i, (text, expected) in enumerate(acks):
         assert wire.event(text, now=0.1 * (i + 1)) == [expected]
     # The book ack comes 13 s later: no ack timeout, no reconnect.
@@ -210,7 +249,9 @@ def test_acks_without_sub_id_matched_by_identity_out_of_order_and_late() -> None
 def test_ack_for_nothing_pending_is_malformed() -> None:
     """An ack for an unknown subscription, or a second ack, is Malformed and counted."""
     wire = Wire(TICKER)
-    other = '{"event":"subscribed","channel":"ticker","chanId":9,"symbol":"tETHUSD","pair":"ETHUSD"}'
+    other = (
+        '{"event":"subscribed","channel":"ticker","chanId":9,"symbol":"tETHUSD","pair":"ETHUSD"}'
+    )
     [event] = wire.event(other, now=1.0)
     assert isinstance(event, Malformed) and event.frame == other
     assert wire.ack(TICKER, 5, now=1.0) == [Subscribed(TICKER, 5)]
@@ -269,7 +310,10 @@ def test_ticker_trading_snapshot_then_update() -> None:
 def test_ticker_funding_snapshot_drops_placeholders() -> None:
     """A 16-field funding ticker gives the funding labels; the placeholder nulls are gone."""
     wire = Wire(FTICKER)
-    body = "[0.0002,0.00019,30,1500000.5,0.000199,2,400000,0.00001,0.05,0.0002,123456789.1,0.00025,0.00015,null,null,2500000]"  # noqa: E501
+    body = (
+        "[0.0002,0.00019,30,1500000.5,0.000199,2,400000,0.00001,0.05,0.0002,123456789.1,"
+        "0.00025,0.00015,null,null,2500000]"
+    )
     [snap] = wire.live(FTICKER, 7, body, now=1.0)
     assert snap == Snapshot(
         FTICKER,
@@ -302,11 +346,21 @@ def test_trades_snapshot_then_te_published_tu_not() -> None:
         Snapshot(
             TRADES,
             [
-                {"id": 669899159, "mts": 1618665870435, "amount": 166.391496,
-                 "price": 0.076989, "side": "buy"},
-                {"id": 669899158, "mts": 1618665870435, "amount": -6961.461304,
-                 "price": 0.076985, "side": "sell"},
-            ],  # fmt: skip
+                {
+                    "id": 669899159,
+                    "mts": 1618665870435,
+                    "amount": 166.391496,
+                    "price": 0.076989,
+                    "side": "buy",
+                },
+                {
+                    "id": 669899158,
+                    "mts": 1618665870435,
+                    "amount": -6961.461304,
+                    "price": 0.076985,
+                    "side": "sell",
+                },
+            ],
             MTS0 + 1,
         )
     ]
@@ -314,10 +368,15 @@ def test_trades_snapshot_then_te_published_tu_not() -> None:
     assert wire.data(232959, te, now=2.0) == [
         Update(
             TRADES,
-            {"id": 669899160, "mts": 1618665871000, "amount": -0.5, "price": 0.07699,
-             "side": "sell"},
+            {
+                "id": 669899160,
+                "mts": 1618665871000,
+                "amount": -0.5,
+                "price": 0.07699,
+                "side": "sell",
+            },
             MTS0 + 2,
-        )  # fmt: skip
+        )
     ]
     assert wire.data(232959, '"tu",[669899160,1618665871000,-0.5,0.07699]', now=3.0) == []
     assert wire.data(232959, te, now=3.5) == []  # the same te again: once per epoch
@@ -337,13 +396,33 @@ def test_trades_tu_option_publishes_tu_with_event_key() -> None:
     te = wire.data(232959, '"te",[1,1618665871000,2,100]', now=2.0)
     tu = wire.data(232959, '"tu",[1,1618665871000,2,100]', now=3.0)
     assert te == [
-        Update(TRADES, {"id": 1, "mts": 1618665871000, "amount": 2, "price": 100,
-                        "side": "buy", "event": "te"}, MTS0 + 2)
-    ]  # fmt: skip
+        Update(
+            TRADES,
+            {
+                "id": 1,
+                "mts": 1618665871000,
+                "amount": 2,
+                "price": 100,
+                "side": "buy",
+                "event": "te",
+            },
+            MTS0 + 2,
+        )
+    ]
     assert tu == [
-        Update(TRADES, {"id": 1, "mts": 1618665871000, "amount": 2, "price": 100,
-                        "side": "buy", "event": "tu"}, MTS0 + 3)
-    ]  # fmt: skip
+        Update(
+            TRADES,
+            {
+                "id": 1,
+                "mts": 1618665871000,
+                "amount": 2,
+                "price": 100,
+                "side": "buy",
+                "event": "tu",
+            },
+            MTS0 + 3,
+        )
+    ]
 
 
 def test_funding_trades_fte_published_ftu_not() -> None:
@@ -370,9 +449,19 @@ def test_funding_trades_tu_option_publishes_ftu() -> None:
     wire = Wire(FTRADES, trades_tu=True)
     wire.live(FTRADES, 3, "[]", now=1.0)
     assert wire.data(3, '"ftu",[1002,1618665871000,300,0.00021,30]', now=2.0) == [
-        Update(FTRADES, {"id": 1002, "mts": 1618665871000, "amount": 300, "rate": 0.00021,
-                         "period": 30, "event": "ftu"}, MTS0 + 2)
-    ]  # fmt: skip
+        Update(
+            FTRADES,
+            {
+                "id": 1002,
+                "mts": 1618665871000,
+                "amount": 300,
+                "rate": 0.00021,
+                "period": 30,
+                "event": "ftu",
+            },
+            MTS0 + 2,
+        )
+    ]
 
 
 def test_trade_event_before_snapshot_and_unknown_kind_are_malformed() -> None:
@@ -432,11 +521,15 @@ def test_book_p0_funding_snapshot_and_bulk_batch() -> None:
         {"rate": 0.0001, "period": 2, "count": 3, "amount": 500, "side": "ask"},
     ]
     assert wire.data(106275, "[[0.000081,15,0,-1],[0.0001,2,0,1]]", now=2.0) == [
-        Update(FBOOK, {"rate": 0.000081, "period": 15, "count": 0, "amount": -1,
-                       "side": "bid"}, MTS0 + 2),
-        Update(FBOOK, {"rate": 0.0001, "period": 2, "count": 0, "amount": 1,
-                       "side": "ask"}, MTS0 + 2),
-    ]  # fmt: skip
+        Update(
+            FBOOK,
+            {"rate": 0.000081, "period": 15, "count": 0, "amount": -1, "side": "bid"},
+            MTS0 + 2,
+        ),
+        Update(
+            FBOOK, {"rate": 0.0001, "period": 2, "count": 0, "amount": 1, "side": "ask"}, MTS0 + 2
+        ),
+    ]
 
 
 def test_raw_book_trading_snapshot_and_updates() -> None:
@@ -452,10 +545,13 @@ def test_raw_book_trading_snapshot_and_updates() -> None:
         MTS0 + 1,
     )
     assert wire.data(648087, "[[55895794256,31107,0.07799627],[2567606289,0,1]]", 2.0) == [
-        Update(RAW, {"order_id": 55895794256, "price": 31107, "amount": 0.07799627,
-                     "side": "bid"}, MTS0 + 2),
+        Update(
+            RAW,
+            {"order_id": 55895794256, "price": 31107, "amount": 0.07799627, "side": "bid"},
+            MTS0 + 2,
+        ),
         Update(RAW, {"order_id": 2567606289, "price": 0, "amount": 1, "side": "bid"}, MTS0 + 2),
-    ]  # fmt: skip
+    ]
 
 
 def test_raw_book_funding_snapshot_and_update() -> None:
@@ -467,9 +563,12 @@ def test_raw_book_funding_snapshot_and_update() -> None:
         {"offer_id": 41239541, "period": 2, "rate": 0.00021, "amount": 300, "side": "ask"},
     ]
     assert wire.data(8, "[41239541,2,0,1]", now=2.0) == [
-        Update(FRAW, {"offer_id": 41239541, "period": 2, "rate": 0, "amount": 1,
-                      "side": "ask"}, MTS0 + 2)
-    ]  # fmt: skip
+        Update(
+            FRAW,
+            {"offer_id": 41239541, "period": 2, "rate": 0, "amount": 1, "side": "ask"},
+            MTS0 + 2,
+        )
+    ]
 
 
 def test_candles_snapshot_list_then_single_update() -> None:
@@ -483,17 +582,39 @@ def test_candles_snapshot_list_then_single_update() -> None:
     assert snap == Snapshot(
         CANDLES,
         [
-            {"mts": 1574698260000, "open": 7379.785503, "close": 7383.8, "high": 7388.3,
-             "low": 7379.785503, "volume": 1.68829482},
-            {"mts": 1574698200000, "open": 7399.9, "close": 7379.7, "high": 7399.9,
-             "low": 7371.8, "volume": 41.63633658},
-        ],  # fmt: skip
+            {
+                "mts": 1574698260000,
+                "open": 7379.785503,
+                "close": 7383.8,
+                "high": 7388.3,
+                "low": 7379.785503,
+                "volume": 1.68829482,
+            },
+            {
+                "mts": 1574698200000,
+                "open": 7399.9,
+                "close": 7379.7,
+                "high": 7399.9,
+                "low": 7371.8,
+                "volume": 41.63633658,
+            },
+        ],
         MTS0 + 1,
     )
     assert wire.data(343351, "[1574698260000,7379.785503,7384,7388.3,7379.785503,2.1]", 2.0) == [
-        Update(CANDLES, {"mts": 1574698260000, "open": 7379.785503, "close": 7384,
-                         "high": 7388.3, "low": 7379.785503, "volume": 2.1}, MTS0 + 2)
-    ]  # fmt: skip
+        Update(
+            CANDLES,
+            {
+                "mts": 1574698260000,
+                "open": 7379.785503,
+                "close": 7384,
+                "high": 7388.3,
+                "low": 7379.785503,
+                "volume": 2.1,
+            },
+            MTS0 + 2,
+        )
+    ]
 
 
 def test_funding_candles_and_empty_snapshot() -> None:
@@ -501,9 +622,19 @@ def test_funding_candles_and_empty_snapshot() -> None:
     wire = Wire(FCANDLES)
     assert wire.live(FCANDLES, 12, "[]", now=1.0) == [Snapshot(FCANDLES, [], MTS0 + 1)]
     assert wire.data(12, "[1574698260000,0.0002,0.00021,0.00022,0.00019,12000]", now=2.0) == [
-        Update(FCANDLES, {"mts": 1574698260000, "open": 0.0002, "close": 0.00021,
-                          "high": 0.00022, "low": 0.00019, "volume": 12000}, MTS0 + 2)
-    ]  # fmt: skip
+        Update(
+            FCANDLES,
+            {
+                "mts": 1574698260000,
+                "open": 0.0002,
+                "close": 0.00021,
+                "high": 0.00022,
+                "low": 0.00019,
+                "volume": 12000,
+            },
+            MTS0 + 2,
+        )
+    ]
 
 
 DERIV_BODY = (
@@ -537,7 +668,10 @@ def test_deriv_status_snapshot_then_update() -> None:
 def test_liq_global_snapshot_then_updates() -> None:
     """liq:global: a list of entries; "pos" and placeholders dropped; fractional ms kept."""
     wire = Wire(LIQ)
-    entry = '["pos",142397657,1574697680828.2002,null,"tBSVUSD",-2.62932,91.583875238719,null,1,1,null,112.27]'  # noqa: E501
+    entry = (
+        '["pos",142397657,1574697680828.2002,null,"tBSVUSD",-2.62932,91.583875238719,null,'
+        "1,1,null,112.27]"
+    )
     record = {
         "pos_id": 142397657,
         "time_ms": 1574697680828.2002,
@@ -559,22 +693,29 @@ def test_seq_and_timestamp_trailers_parsed_from_literal_frames() -> None:
     """[ch, P, SEQ, MTS] and [ch, "te", T, SEQ, MTS]: MTS becomes the event's mts (§6)."""
     protocol = Protocol([BOOK, TRADES])
     protocol.connect(0.0)
-    protocol.feed('{"event":"subscribed","channel":"book","chanId":646750,"symbol":"tBTCUSD",'
-                  '"prec":"P0","freq":"F0","len":"25","pair":"BTCUSD"}', 0.1)  # fmt: skip
-    protocol.feed('{"event":"subscribed","channel":"trades","chanId":7,"symbol":"tBTCUSD",'
-                  '"pair":"BTCUSD"}', 0.1)  # fmt: skip
+    protocol.feed(
+        '{"event":"subscribed","channel":"book","chanId":646750,"symbol":"tBTCUSD",'
+        '"prec":"P0","freq":"F0","len":"25","pair":"BTCUSD"}',
+        0.1,
+    )
+    protocol.feed(
+        '{"event":"subscribed","channel":"trades","chanId":7,"symbol":"tBTCUSD","pair":"BTCUSD"}',
+        0.1,
+    )
     [snap] = protocol.feed("[646750,[[31115,1,1]],1,1609794291015]", 0.2)
-    assert snap == Snapshot(BOOK, [{"price": 31115, "count": 1, "amount": 1, "side": "bid"}],
-                            1609794291015)  # fmt: skip
+    assert snap == Snapshot(
+        BOOK, [{"price": 31115, "count": 1, "amount": 1, "side": "bid"}], 1609794291015
+    )
     assert protocol.feed('[646750,"hb",2,1609794291100]', 0.3) == []
     [upd] = protocol.feed("[646750,[30927,5,0.0908],3,1609794565952]", 0.4)
-    assert upd == Update(BOOK, {"price": 30927, "count": 5, "amount": 0.0908, "side": "bid"},
-                         1609794565952)  # fmt: skip
+    assert upd == Update(
+        BOOK, {"price": 30927, "count": 5, "amount": 0.0908, "side": "bid"}, 1609794565952
+    )
     protocol.feed("[7,[],4,1609794565960]", 0.5)
     [te] = protocol.feed('[7,"te",[5,1609794565970,-1,31000],5,1609794565971]', 0.6)
     assert te.mts == 1609794565971 and te.record["id"] == 5
     # SEQ only (the capture's flag set): mts is None.
-    [tick] = protocol.feed("[7,\"te\",[6,1609794565972,1,31001],6]", 0.7)
+    [tick] = protocol.feed('[7,"te",[6,1609794565972,1,31001],6]', 0.7)
     assert tick.mts is None
 
 
@@ -707,6 +848,63 @@ def test_pong_and_conf_ok_produce_nothing_and_conf_refusal_is_reported() -> None
     assert wire.event('{"event":"conf","status":"OK","flags":537100288}', now=1.0) == []
     [err] = wire.event('{"event":"conf","status":"FAILED","code":10050}', now=1.0)
     assert isinstance(err, ServerError) and err.code == 10050
+
+
+def test_frames_without_trailers_are_accepted() -> None:
+    """Without SEQ_ALL/TIMESTAMP trailers data still flows: no seq check, mts None."""
+    protocol = Protocol([BOOK])
+    protocol.connect(0.0)
+    protocol.feed(
+        '{"event":"subscribed","channel":"book","chanId":3,"symbol":"tBTCUSD",'
+        '"prec":"P0","freq":"F0","len":"25"}',
+        0.1,
+    )
+    assert protocol.feed("[3,[[100,1,2]]]", 0.2) == [
+        Snapshot(BOOK, [{"price": 100, "count": 1, "amount": 2, "side": "bid"}], None)
+    ]
+    assert protocol.feed('[3,"hb"]', 0.3) == []
+    [bad] = protocol.feed("[3,[null,1,1]]", 0.4)
+    assert isinstance(bad, Malformed) and "not all numbers" in bad.reason
+
+
+def test_trade_ids_remembered_are_bounded() -> None:
+    """Only the last TRADE_IDS_KEPT trade ids are remembered; the oldest is forgotten."""
+    kept = protocol_module.TRADE_IDS_KEPT
+    wire = Wire(TRADES)
+    wire.live(TRADES, 4, "[[1,1618665870000,1,100]]", now=1.0)
+    for trade_id in range(2, kept + 2):
+        assert len(wire.data(4, f'"te",[{trade_id},1618665870000,1,100]', now=2.0)) == 1
+    # id 2 is still remembered, id 1 (the oldest) was forgotten.
+    assert wire.data(4, '"te",[2,1618665870000,1,100]', now=3.0) == []
+    [again] = wire.data(4, '"te",[1,1618665870000,1,100]', now=3.0)
+    assert again.record["id"] == 1
+
+
+def test_answered_and_subscribed_counts() -> None:
+    """subscribed_count counts acked channels; answered_count also counts refused ones."""
+    wire = Wire(TICKER, TRADES, BOOK)
+    wire.ack(TICKER, 5, now=1.0)
+    wire.event(error_for(TRADES, 10300, "symbol: invalid"), now=1.0)
+    assert wire.protocol.subscribed_count() == 1
+    assert wire.protocol.answered_count() == 2
+
+
+def test_events_print_short_operator_lines() -> None:
+    """Events have a short str naming the stream, the code and the advice."""
+    failed = SubscribeFailed(TICKER, 10305, "subscribe: limit", 10.0)
+    assert str(failed) == (
+        "subscribe ticker:tBTCUSD refused: 10305 subscribe: limit (too many channels on one "
+        "connection, lower bitfinex.channel_limit; retrying in 10s)"
+    )
+    assert str(Subscribed(BOOK, 7)) == "subscribed book:tBTCUSD:P0 as 7"
+    assert str(Unsubscribed(BOOK)) == "unsubscribed book:tBTCUSD:P0"
+    assert str(Interrupted(BOOK, "stale")) == "book:tBTCUSD:P0 interrupted: stale"
+    assert str(Reconnect("gap")) == "reconnecting: gap"
+    assert str(Maintenance(True)) == "maintenance started (20060)"
+    assert str(Maintenance(False)) == "maintenance ended (20061)"
+    assert str(ServerError(10000, "Unknown event")) == "server error 10000: Unknown event"
+    assert str(ServerInfo(2, 1, "abc")) == "info v2 platform=1 server=abc"
+    assert str(Malformed("bad", "x" * 500)) == "malformed frame (bad): " + "x" * 200
 
 
 # -- unsubscribe and late data -----------------------------------------------------------------
@@ -854,9 +1052,7 @@ def test_info_on_connect_is_reported() -> None:
         '{"event":"info","version":2,"serverId":"083bd8d4-aca7-4690-a573-eabfc8103de8",'
         '"platform":{"status":1}}'
     )
-    assert wire.event(text, now=0.1) == [
-        ServerInfo(2, 1, "083bd8d4-aca7-4690-a573-eabfc8103de8")
-    ]
+    assert wire.event(text, now=0.1) == [ServerInfo(2, 1, "083bd8d4-aca7-4690-a573-eabfc8103de8")]
 
 
 def test_version_other_than_2_asks_for_reconnect() -> None:
@@ -982,6 +1178,16 @@ def test_error_for_no_pending_subscription_is_a_server_error() -> None:
     ]
 
 
+def test_10401_for_a_channel_we_did_not_leave_is_a_server_error() -> None:
+    """10401 naming a live channel we never unsubscribed is reported, the channel stays."""
+    wire = Wire(TICKER)
+    wire.live(TICKER, 5, TICKER_SNAPSHOT, now=1.0)
+    text = '{"event":"error","msg":"unsubscribe: invalid","code":10401,"chanId":5}'
+    assert wire.event(text, now=2.0) == [ServerError(10401, "unsubscribe: invalid")]
+    assert wire.sent() == []
+    assert len(wire.data(5, TICKER_SNAPSHOT, now=2.1)) == 1
+
+
 def test_10401_during_unsubscribe_subscribes_again() -> None:
     """10401 (not subscribed) answering our unsubscribe: treated as left, subscribe again."""
     wire = Wire(TICKER)
@@ -1001,8 +1207,7 @@ def test_connection_silence_asks_for_reconnect() -> None:
     """Nothing received for longer than connection_timeout → Reconnect."""
     wire = Wire(TICKER, connection_timeout=20.0)
     wire.event(PONG, now=5.0)
-    wire.protocol.check_timeouts(25.0)
-    assert all(not isinstance(e, Reconnect) for e in wire.protocol.check_timeouts(25.0))
+    assert wire.protocol.check_timeouts(25.0) == []  # exactly 20 s: not yet
     [event] = wire.protocol.check_timeouts(25.1)
     assert isinstance(event, Reconnect) and event.reason.startswith("nothing received")
 
@@ -1075,7 +1280,9 @@ def test_connection_lost_interrupts_live_channels_only_and_connect_works_again()
     ]
     wire.seq = 0
     assert wire.live(TICKER, 77, TICKER_SNAPSHOT, now=100.5) == [
-        Snapshot(TICKER, [dict(zip(TICKER_LABELS, orjson.loads(TICKER_SNAPSHOT)))], MTS0 + 1)
+        Snapshot(
+            TICKER, [dict(zip(TICKER_LABELS, orjson.loads(TICKER_SNAPSHOT), strict=True))], MTS0 + 1
+        )
     ]
     [stale] = wire.data(5, TICKER_SNAPSHOT, now=100.6)  # the old chanId means nothing now
     assert isinstance(stale, Malformed)

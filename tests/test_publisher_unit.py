@@ -72,6 +72,13 @@ def entries(key: str, n: int, run: str = "run") -> list[Entry]:
     return out
 
 
+def updates(key: str, n: int, run: str = "run") -> list[Entry]:
+    """n updates of one epoch of one stream (its reset and snapshot left out)."""
+    stream = Stream(key, EpochSource(run))
+    stream.snapshot([{"price": 0}], ts=0, mts=None)
+    return [e for i in range(n) if (e := stream.update({"price": i}, ts=1 + i, mts=None))]
+
+
 @pytest.fixture
 def started() -> Iterator[list[Publisher]]:
     """Publishers started by a test; stopped at teardown."""
@@ -92,7 +99,10 @@ def run(publisher: Publisher, started: list[Publisher], queued: list[Entry]) -> 
 def expected(entry: Entry) -> dict[str, Any]:
     """An entry as decode_fields gives it back from Redis."""
     return decode_fields(
-        {k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in entry.fields.items()}
+        {
+            k.encode(): v if isinstance(v, bytes) else str(v).encode()
+            for k, v in entry.fields.items()
+        }
     )
 
 
@@ -140,7 +150,7 @@ def test_buffer_bound_drops_oldest_and_reports_their_streams(started: list[Publi
 
 
 def test_retry_after_failed_pipeline_writes_nothing_twice(started: list[Publisher]) -> None:
-    """A pipeline cut after 2 of its 5 XADDs landed: the retry writes only the other 3."""
+    """A pipeline cut after 2 of its 5 XADDs (reset, snapshot) landed: the retry writes 3."""
     client = RecordingRedis(failures=1, land_before_failing=2)
     queued = entries("bfx:trades:tBTCUSD", 5)
     publisher = Publisher(client, maxlen=100, batch=10)  # type: ignore[arg-type]
@@ -150,10 +160,23 @@ def test_retry_after_failed_pipeline_writes_nothing_twice(started: list[Publishe
     assert publisher.written == 5
 
 
+def test_retry_within_one_epoch_writes_nothing_twice(started: list[Publisher]) -> None:
+    """A pipeline of updates cut after 3 of 6 landed: the retry writes only the other 3."""
+    client = RecordingRedis(failures=1, land_before_failing=3)
+    queued = updates("bfx:trades:tBTCUSD", 6)
+    publisher = Publisher(client, maxlen=100, batch=10)  # type: ignore[arg-type]
+    run(publisher, started, queued)
+    assert client.stream("bfx:trades:tBTCUSD") == [expected(e) for e in queued]
+    assert [[fields for _, fields, _ in p] for p in client.pipelines] == [
+        [e.fields for e in queued[3:]]
+    ]
+    assert publisher.written == 6
+
+
 def test_not_landed_skips_entries_already_in_redis() -> None:
     """_not_landed drops the chunk's entries whose (epoch, seq) Redis already holds."""
     server = fakeredis.FakeRedis()
-    chunk = entries("bfx:book:tBTCUSD:P0", 4) + entries("bfx:ticker:tBTCUSD", 3, "r2")
+    chunk = updates("bfx:book:tBTCUSD:P0", 4) + updates("bfx:ticker:tBTCUSD", 3, "r2")
     for entry in (chunk[0], chunk[1], chunk[4]):  # what a cut pipeline left behind
         server.xadd(entry.stream, entry.fields)  # type: ignore[arg-type]
     publisher = Publisher(server, maxlen=100)

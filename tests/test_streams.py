@@ -97,7 +97,11 @@ def test_epoch_changes_with_every_snapshot() -> None:
     stream.snapshot([BID], ts=1, mts=None)
     stream.update(ASK, ts=2, mts=None)
     reset, snapshot = stream.snapshot([ASK], ts=3, mts=None)
-    assert (reset.fields["kind"], reset.fields["epoch"], reset.fields["seq"]) == ("reset", "run.1", 2)
+    assert (reset.fields["kind"], reset.fields["epoch"], reset.fields["seq"]) == (
+        "reset",
+        "run.1",
+        2,
+    )
     assert (snapshot.fields["epoch"], snapshot.fields["seq"]) == ("run.2", 0)
     other = Stream("bfx:ticker:tBTCUSD", epochs)
     assert other.snapshot([], ts=4, mts=None)[-1].fields["epoch"] == "run.3"

@@ -19,7 +19,8 @@ from bridge.subscription import (
 
 
 @pytest.mark.parametrize(
-    "symbol", ["tBTCUSD", "tTESTBTC:TESTUSD", "tAAVE:USD", "tBTCF0:USTF0", "fUSD", "fUST", "tDOGE:UST"]
+    "symbol",
+    ["tBTCUSD", "tTESTBTC:TESTUSD", "tAAVE:USD", "tBTCF0:USTF0", "fUSD", "fUST", "tDOGE:UST"],
 )
 def test_valid_symbols(symbol: str) -> None:
     """The §9 symbol forms are accepted."""
@@ -27,7 +28,8 @@ def test_valid_symbols(symbol: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "symbol", ["", "BTCUSD", "btcusd", "tbtcusd", "tBTCUS", "tBTC:", "fusd", "f", "tBTC USD", "xUSD"]
+    "symbol",
+    ["", "BTCUSD", "btcusd", "tbtcusd", "tBTCUS", "tBTC:", "fusd", "f", "tBTC USD", "xUSD"],
 )
 def test_invalid_symbols(symbol: str) -> None:
     """Lower case, missing prefix, wrong length or separators are refused."""
@@ -135,34 +137,67 @@ def test_status_keys() -> None:
     [
         (
             parse_channel("ticker", "tBFTUSD"),
-            {"event": "subscribed", "channel": "ticker", "chanId": 232949, "symbol": "tBFTUSD",
-             "pair": "BFTUSD"},
+            {
+                "event": "subscribed",
+                "channel": "ticker",
+                "chanId": 232949,
+                "symbol": "tBFTUSD",
+                "pair": "BFTUSD",
+            },
         ),
         (
             parse_channel("book:P0:F0:100", "tTESTBTC:TESTUSD"),
-            {"event": "subscribed", "channel": "book", "chanId": 232957,
-             "symbol": "tTESTBTC:TESTUSD", "prec": "P0", "freq": "F0", "len": "100",
-             "pair": "TESTBTC:TESTUSD"},
+            {
+                "event": "subscribed",
+                "channel": "book",
+                "chanId": 232957,
+                "symbol": "tTESTBTC:TESTUSD",
+                "prec": "P0",
+                "freq": "F0",
+                "len": "100",
+                "pair": "TESTBTC:TESTUSD",
+            },
         ),
         (
             parse_channel("book", "fBTC"),
-            {"event": "subscribed", "channel": "book", "chanId": 106275, "symbol": "fBTC",
-             "prec": "P0", "freq": "F0", "len": "25", "currency": "BTC"},
+            {
+                "event": "subscribed",
+                "channel": "book",
+                "chanId": 106275,
+                "symbol": "fBTC",
+                "prec": "P0",
+                "freq": "F0",
+                "len": "25",
+                "currency": "BTC",
+            },
         ),
         (
             parse_channel("trades", "fUSD"),
-            {"event": "subscribed", "channel": "trades", "chanId": 339521, "symbol": "fUSD",
-             "currency": "USD"},
+            {
+                "event": "subscribed",
+                "channel": "trades",
+                "chanId": 339521,
+                "symbol": "fUSD",
+                "currency": "USD",
+            },
         ),
         (
             parse_channel("candles", "tBTCUSD"),
-            {"event": "subscribed", "channel": "candles", "chanId": 343351,
-             "key": "trade:1m:tBTCUSD"},
+            {
+                "event": "subscribed",
+                "channel": "candles",
+                "chanId": 343351,
+                "key": "trade:1m:tBTCUSD",
+            },
         ),
         (
             parse_status("deriv:tBTCF0:USTF0"),
-            {"event": "subscribed", "channel": "status", "chanId": 335856,
-             "key": "deriv:tBTCF0:USTF0"},
+            {
+                "event": "subscribed",
+                "channel": "status",
+                "chanId": 335856,
+                "key": "deriv:tBTCF0:USTF0",
+            },
         ),
         (
             parse_channel("ticker", "tBTCUSD"),
@@ -170,10 +205,19 @@ def test_status_keys() -> None:
         ),
         (
             parse_channel("book", "tETHUSD"),
-            {"event": "subscribed", "channel": "book", "chanId": 10092, "symbol": "tETHUSD",
-             "prec": "P0", "freq": "F0", "len": 25, "subId": 123, "pair": "ETHUSD"},
+            {
+                "event": "subscribed",
+                "channel": "book",
+                "chanId": 10092,
+                "symbol": "tETHUSD",
+                "prec": "P0",
+                "freq": "F0",
+                "len": 25,
+                "subId": 123,
+                "pair": "ETHUSD",
+            },
         ),
-    ],  # fmt: skip
+    ],
 )
 def test_identity_of_real_acks_matches_the_subscription(
     sub: Subscription, event: dict[str, object]

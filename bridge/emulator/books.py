@@ -167,12 +167,12 @@ class Book:
 
     def _uncross(self, entry: _Entry) -> list[WireEntry]:
         """Delete the other side's entries that ``entry`` would cross (bid p kills asks <= p)."""
-        other = self._sorted(not entry.bid)
+        other = self._sides[not entry.bid].values()
         if entry.bid:
             crossed = [e for e in other if e.price <= entry.price]
         else:
             crossed = [e for e in other if e.price >= entry.price]
-        return [w for e in crossed for w in self._delete(e)]
+        return [w for e in sorted(crossed, key=self._sort_key) for w in self._delete(e)]
 
     # -- helpers ---------------------------------------------------------------------
 

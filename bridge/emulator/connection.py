@@ -217,7 +217,8 @@ class EmuConnection:
         if not isinstance(request, dict):
             self._send_event({"event": "error", "msg": "event: invalid", "code": 10000})
             return
-        handler = self._HANDLERS.get(request.get("event"))
+        event = request.get("event")
+        handler = self._HANDLERS.get(event) if isinstance(event, str) else None
         if handler is None:
             self._send_event({"event": "error", "msg": "event: invalid", "code": 10000})
         else:
@@ -293,7 +294,7 @@ class EmuConnection:
             }
         )
 
-    _HANDLERS: ClassVar[dict[object, Callable[[EmuConnection, dict[str, Any]], None]]] = {
+    _HANDLERS: ClassVar[dict[str, Callable[[EmuConnection, dict[str, Any]], None]]] = {
         "conf": _on_conf,
         "subscribe": _on_subscribe,
         "unsubscribe": _on_unsubscribe,

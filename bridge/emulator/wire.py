@@ -50,6 +50,11 @@ def encode(value: Wire) -> str:
     >>> encode([7e-07, 60400.0, None, "te", {"a": 1}])
     '[7e-7,60400,null,"te",{"a":1}]'
     """
+    if type(value) is float:
+        text = repr(value)
+        # Fast path, same text: where repr writes plain decimals (1e-4 <= |x| < 1e16) its
+        # shortest digits are JavaScript's too, and js_number derives its digits from repr.
+        return text if "e" not in text and not text.endswith(".0") else js_number(value)
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -44,6 +44,11 @@ def stream_kind(key: str) -> str:
     return "other"
 
 
+def emit(line: str, file: Any = None) -> None:
+    """Print one line at once, also into a pipe or a file (tests read it as it comes)."""
+    print(line, file=file, flush=True)
+
+
 def compact(value: Any) -> str:
     """JSON without spaces, as JavaScript's JSON.stringify writes it."""
     return json.dumps(value, separators=(",", ":"))
@@ -130,15 +135,15 @@ class Consumer:
         data = msgpack.unpackb(fields[b"data"])
         if kind == "reset":
             self.epoch = None
-            print(f"reset epoch={epoch or '-'} seq={seq} reason={json.dumps(data['reason'])}")
+            emit(f"reset epoch={epoch or '-'} seq={seq} reason={json.dumps(data['reason'])}")
         elif kind == "snapshot":
             self.epoch, self.seq = epoch, seq
             self.book = Book()
             self.on_snapshot(epoch, seq, data)
         elif self.epoch is None:
-            print(f"skip {kind} epoch={epoch} seq={seq} (waiting for a snapshot)")
+            emit(f"skip {kind} epoch={epoch} seq={seq} (waiting for a snapshot)")
         elif epoch != self.epoch or seq != self.seq + 1:
-            print(
+            emit(
                 f"gap epoch={epoch} seq={seq} expected_epoch={self.epoch} "
                 f"expected_seq={self.seq + 1} (state dropped, waiting for the next snapshot)"
             )
@@ -151,21 +156,21 @@ class Consumer:
         if self.kind == "book":
             for rec in records:
                 self.book.apply(rec)
-            print(self.book.line(epoch, seq))
+            emit(self.book.line(epoch, seq))
         elif self.kind == "trades":
             for trade in reversed(records):  # Bitfinex sends them newest first
-                print(trade_line(epoch, seq, trade))
+                emit(trade_line(epoch, seq, trade))
         else:
-            print(f"snapshot epoch={epoch} seq={seq} data={compact(records)}")
+            emit(f"snapshot epoch={epoch} seq={seq} data={compact(records)}")
 
     def on_update(self, epoch: str, seq: int, record: dict[str, Any]) -> None:
         if self.kind == "book":
             self.book.apply(record)
-            print(self.book.line(epoch, seq))
+            emit(self.book.line(epoch, seq))
         elif self.kind == "trades":
-            print(trade_line(epoch, seq, record))
+            emit(trade_line(epoch, seq, record))
         else:
-            print(f"update epoch={epoch} seq={seq} data={compact(record)}")
+            emit(f"update epoch={epoch} seq={seq} data={compact(record)}")
 
 
 def latest_snapshot(r: redis.Redis, key: str) -> tuple[str, Any]:
@@ -191,7 +196,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=0, help="exit after N entries (0: never)")
     args = parser.parse_args(argv)
 
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]  # one line, one write
     r = redis.Redis.from_url(args.url)
     consumer = Consumer(stream_kind(args.stream))
     seen = 0
@@ -200,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         consumer.handle(fields)
         seen += 1
     else:
-        print(f"# no snapshot in {args.stream} yet: waiting for one", file=sys.stderr)
+        emit(f"# no snapshot in {args.stream} yet: waiting for one", file=sys.stderr)
     while not args.count or seen < args.count:
         reply: Any = r.xread({args.stream: last_id}, block=BLOCK_MS, count=500)
         for _key, entries in reply or []:
