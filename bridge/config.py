@@ -19,6 +19,7 @@ from bridge.errors import ConfigError
 from bridge.subscription import (
     Subscription,
     SubscriptionSyntaxError,
+    is_valid_symbol,
     parse_channel,
     parse_status,
 )
@@ -156,8 +157,13 @@ def parse(data: Mapping[str, Any], path: str, env: Mapping[str, str]) -> Config:
                 known = [s.key for s in SETTINGS if s.section == setting.section]
                 _unknown(path, f"{setting.section}.{key}", known, prefix=f"{setting.section}.")
         name = f"{setting.section}.{setting.key}"
-        raw = env.get(setting.env_name, table.get(setting.key, setting.default))
-        settings[name] = _coerce(path, name, setting, raw)
+        if setting.env_name in env:
+            source = f" (from ${setting.env_name})"
+            settings[name] = _coerce(path, name, setting, env[setting.env_name], source)
+        else:
+            value = table.get(setting.key, setting.default)
+            _check_type(path, name, setting, value)
+            settings[name] = _coerce(path, name, setting, value)
     groups = _groups(path, data.get("groups", []))
     return Config(path, settings, groups)
 
@@ -169,7 +175,23 @@ def _unknown(path: str, key: str, known: list[str], prefix: str = "") -> None:
     raise ConfigError(path, key, "unknown key", fix)
 
 
-def _coerce(path: str, name: str, setting: Setting, raw: Any) -> Any:
+def _check_type(path: str, name: str, setting: Setting, value: Any) -> None:
+    """TOML values must already have the setting's type (ints are fine for floats)."""
+    allowed: tuple[type, ...] = (int, float) if setting.type is float else (setting.type,)
+    if (isinstance(value, bool) and setting.type is not bool) or not isinstance(value, allowed):
+        raise ConfigError(
+            path, name, f"{value!r} is not a {setting.type.__name__}",
+            f"write e.g. {setting.key} = {_toml(setting.default)}",
+        )  # fmt: skip
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _coerce(path: str, name: str, setting: Setting, raw: Any, source: str = "") -> Any:
     try:
         if setting.type is bool:
             value: Any = raw if isinstance(raw, bool) else _parse_bool(str(raw))
@@ -179,7 +201,10 @@ def _coerce(path: str, name: str, setting: Setting, raw: Any) -> Any:
             value = setting.type(raw)
     except (TypeError, ValueError):
         raise ConfigError(
-            path, name, f"{raw!r} is not a {setting.type.__name__}", f"e.g. {setting.default!r}"
+            path,
+            name,
+            f"{raw!r}{source} is not a {setting.type.__name__}",
+            f"e.g. {setting.default!r}",
         ) from None
     if setting.minimum is not None and value < setting.minimum:
         raise ConfigError(path, name, f"{value} is too small", f"use at least {setting.minimum}")
@@ -243,6 +268,13 @@ def _group(path: str, where: str, table: dict[str, Any]) -> Group:
     if not symbols and not status:
         raise ConfigError(path, where, "has neither symbols nor status keys",
                           "add symbols = [\"tBTCUSD\"] or status = [\"liq:global\"]")  # fmt: skip
+    for symbol in symbols:
+        if not is_valid_symbol(symbol):
+            raise ConfigError(
+                path, f"{where}.symbols", f"{symbol!r} is not a Bitfinex symbol",
+                "use tBASEQUOTE (tBTCUSD), tBASE:QUOTE for longer codes (tTESTBTC:TESTUSD) "
+                "or fCCY for funding (fUSD), upper case",
+            )  # fmt: skip
     subs: dict[str, Subscription] = {}
     for symbol in symbols:
         for channel in channels:

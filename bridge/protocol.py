@@ -193,7 +193,7 @@ class Protocol:
                 self._subscribe(ch, now)
             elif ch.state in (S.PENDING, S.UNSUBSCRIBING):
                 if now - ch.last_seen > SUBSCRIBE_ACK_TIMEOUT:
-                    return [Reconnect(f"no answer to {ch.state.value} {ch.sub} in time")]
+                    return [*events, Reconnect(f"no answer to {ch.state.value} {ch.sub} in time")]
             elif (
                 ch.state in (S.SUBSCRIBED, S.LIVE)
                 and not self.maintenance
@@ -250,6 +250,10 @@ class Protocol:
         # Trailing [SEQ, MTS] from SEQ_ALL + TIMESTAMP (§6).
         seq = trailer[0] if trailer else None
         mts = trailer[1] if len(trailer) > 1 else None
+        if seq is not None and type(seq) is not int:
+            return [self._malformed("sequence number is not an integer", frame)]
+        if mts is not None and type(mts) not in (int, float):
+            mts = None
         if seq is not None:
             expected = 1 if self._seq is None else self._seq + 1
             self._seq = seq
@@ -266,11 +270,19 @@ class Protocol:
         if kind == "cs":
             return self._on_checksum(channel, payload, frame, now)
         if payload is None or type(payload) is not list:
-            return [self._malformed(f"{channel.sub}: payload is not an array", frame)]
+            return self._unusable(channel, "payload is not an array", frame, now)
         try:
             return channel.handler(self, channel, kind, payload, frame, mts)
-        except (TypeError, ValueError, IndexError) as exc:
-            return [self._malformed(f"{channel.sub}: unusable payload ({exc})", frame)]
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            return self._unusable(channel, f"unusable payload ({exc!r})", frame, now)
+
+    def _unusable(
+        self, channel: Channel, reason: str, frame: bytes | str, now: float
+    ) -> list[Event]:
+        """A data frame of a subscribed channel that we cannot use: count it, and since its
+        data is lost, resubscribe the channel so that the gap is announced (reset)."""
+        events: list[Event] = [self._malformed(f"{channel.sub}: {reason}", frame)]
+        return events + self.resubscribe(channel.sub, f"unusable frame ({reason})", now)
 
     # -- per-channel data -------------------------------------------------------------------
 
@@ -390,7 +402,7 @@ class Protocol:
             return self._on_info(msg, now)
         if name in ("pong", "conf"):
             if name == "conf" and msg.get("status") != "OK":
-                return [ServerError(int(msg.get("code") or 10050), f"conf refused: {msg}")]
+                return [ServerError(_int(msg.get("code")) or 10050, f"conf refused: {msg}")]
             return []
         return [self._malformed(f"unknown event {name!r}", frame)]
 
@@ -408,7 +420,7 @@ class Protocol:
         return [Subscribed(channel.sub, chan_id)]
 
     def _on_unsubscribed(self, msg: dict[str, Any], frame: bytes | str, now: float) -> list[Event]:
-        channel = self._by_id.get(msg.get("chanId"))  # type: ignore[arg-type]
+        channel = self._by_id.get(_int(msg.get("chanId")) or -1)
         if channel is None or channel.state is not S.UNSUBSCRIBING:
             return [self._malformed("unsubscribed event for no channel we left", frame)]
         self._forget(channel)
@@ -416,9 +428,14 @@ class Protocol:
         return [Unsubscribed(channel.sub)]
 
     def _on_error(self, msg: dict[str, Any], now: float) -> list[Event]:
-        code, text = int(msg.get("code") or 0), str(msg.get("msg", ""))
+        code, text = _int(msg.get("code")), str(msg.get("msg", ""))
+        if code is None:
+            return [self._malformed("error event without a numeric code", orjson.dumps(msg))]
         if code in (10400, 10401):  # unsubscribe failed: the channel is gone anyway
-            channel = self._by_id.get(msg.get("chanId"))  # type: ignore[arg-type]
+            chan_id = _int(msg.get("chanId"))
+            if chan_id is None and "chanId" in msg:
+                return [self._malformed("error event with a bad chanId", orjson.dumps(msg))]
+            channel = self._by_id.get(chan_id or -1)
             if channel is not None and channel.state is S.UNSUBSCRIBING:
                 self._forget(channel)
                 self._subscribe(channel, now)
@@ -456,7 +473,9 @@ class Protocol:
                 channel.last_seen = now
                 events += self.resubscribe(channel.sub, "maintenance ended (20061)", now)
             return events
-        return [ServerError(int(code), str(msg.get("msg", "")))]
+        if type(code) is not int:
+            return [self._malformed(f"info code {code!r} is not a number", orjson.dumps(msg))]
+        return [ServerError(code, str(msg.get("msg", "")))]
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -496,6 +515,11 @@ class Protocol:
         self.malformed += 1
         text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
         return Malformed(reason, text)
+
+
+def _int(value: Any) -> int | None:
+    """``value`` if it is an int (not a bool), else None: fields from the wire are untrusted."""
+    return value if type(value) is int else None
 
 
 _HANDLERS: dict[str, Callable[..., list[Event]]] = {

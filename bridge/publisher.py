@@ -112,6 +112,15 @@ class Publisher:
     # -- writer thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        while True:
+            try:
+                self._loop()
+                return
+            except Exception:  # the writer must outlive any bug; entries stay pending
+                log.exception("! publisher: unexpected error; continuing in 1s")
+                self._stopping.wait(1.0)
+
+    def _loop(self) -> None:
         delay = BACKOFF_MIN
         retrying = False
         while True:
@@ -184,7 +193,8 @@ class Publisher:
         try:
             pipe = self._redis.pipeline(transaction=False)
             for entry in chunk:
-                pipe.xadd(entry.stream, entry.fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                maxlen = entry.maxlen or self.maxlen
+                pipe.xadd(entry.stream, entry.fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
             replies = pipe.execute(raise_on_error=False)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise RedisUnavailable(f"{type(exc).__name__}: {redact(str(exc))}") from exc
@@ -204,21 +214,32 @@ class Publisher:
         self.written += len(chunk) - sum(isinstance(r, Exception) for r in replies)
 
     def _not_landed(self, chunk: list[Entry]) -> list[Entry]:
-        """Drop the entries of a failed pipeline that Redis did store (read back, not guessed)."""
-        last: dict[str, tuple[str, int]] = {}
+        """Drop the entries of a failed pipeline that Redis did store (read back, not guessed).
+
+        A pipeline runs in order, so of each stream's entries in ``chunk`` a prefix landed:
+        the stream's last entry in Redis is found in the chunk and everything of that stream
+        up to it is skipped. Entries are compared by all their fields.
+        """
+        streams = list(dict.fromkeys(e.stream for e in chunk))
         try:
-            for stream in {e.stream for e in chunk}:
-                rows: Any = self._redis.xrevrange(stream, count=1)
-                if rows:
-                    fields: Any = rows[0][1]
-                    last[stream] = (fields[b"epoch"].decode(), int(fields[b"seq"]))
+            pipe = self._redis.pipeline(transaction=False)
+            for stream in streams:
+                pipe.xrevrange(stream, count=1)
+            replies: list[Any] = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             raise RedisUnavailable(f"{type(exc).__name__}: {redact(str(exc))}") from exc
-        out = []
-        for entry in chunk:
-            epoch, seq = last.get(entry.stream, ("\0", -1))
-            if entry.fields["epoch"] == epoch and int(entry.fields["seq"]) <= seq:
-                continue  # landed before the failure
-            out.append(entry)
+        landed_upto: dict[str, int] = {}
+        last = {s: rows[0][1] for s, rows in zip(streams, replies, strict=True) if rows}
+        for index, entry in enumerate(chunk):
+            if entry.stream in last and _as_stored(entry) == last[entry.stream]:
+                landed_upto[entry.stream] = index
+        out = [e for i, e in enumerate(chunk) if i > landed_upto.get(e.stream, -1)]
         self.written += len(chunk) - len(out)
         return out
+
+
+def _as_stored(entry: Entry) -> dict[bytes, bytes]:
+    """The entry's fields as Redis returns them."""
+    return {
+        k.encode(): v if isinstance(v, bytes) else str(v).encode() for k, v in entry.fields.items()
+    }

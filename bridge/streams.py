@@ -20,14 +20,18 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-__all__ = ["Entry", "EpochSource", "Stream", "StreamState", "decode_fields"]
+__all__ = ["EVENTS_MAXLEN", "Entry", "EpochSource", "Stream", "StreamState", "decode_fields"]
+
+
+EVENTS_MAXLEN = 10_000  # the events stream is trimmed shorter than the data streams
 
 
 class Entry(NamedTuple):
-    """One XADD: the stream key and its fields, in order."""
+    """One XADD: the stream key, its fields in order, and its trim length if not the default."""
 
     stream: str
     fields: dict[str, bytes | str | int]
+    maxlen: int | None = None
 
 
 class StreamState(enum.Enum):

@@ -30,6 +30,7 @@ import redis
 from bridge.config import Config
 from bridge.errors import EXIT_BOOT, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, LocalProtocolError
 from bridge.publisher import connect_redis
+from bridge.streams import EVENTS_MAXLEN
 
 __all__ = ["TRANSITIONS", "Child", "ChildState", "Supervisor", "restart_delay"]
 
@@ -208,7 +209,7 @@ class Supervisor:
             data = {"type": kind, "ts": int(time.time() * 1000), "source": "supervisor"}
             data.update({k: str(v) for k, v in fields.items()})
             self._redis.xadd(f"{self.config['redis.prefix']}:events", data,  # type: ignore[arg-type]
-                             maxlen=self.config["redis.maxlen"], approximate=True)  # fmt: skip
+                             maxlen=EVENTS_MAXLEN, approximate=True)  # fmt: skip
         except redis.RedisError as exc:
             log.debug("events stream not written: %s", exc)
 

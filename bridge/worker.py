@@ -41,7 +41,7 @@ from bridge.log import redact
 from bridge.protocol import Protocol
 from bridge.publisher import Publisher, connect_redis
 from bridge.shards import plan
-from bridge.streams import Entry, EpochSource, Stream
+from bridge.streams import EVENTS_MAXLEN, Entry, EpochSource, Stream
 from bridge.subscription import Subscription
 
 __all__ = ["Worker"]
@@ -49,7 +49,6 @@ __all__ = ["Worker"]
 log = logging.getLogger(__name__)
 
 STOP_FLUSH_TIMEOUT = 5.0
-EVENTS_MAXLEN = 10_000
 
 
 class Worker:
@@ -283,9 +282,9 @@ class Worker:
                 owner[1].request_resubscribe(owner[0], "entries lost while Redis was unavailable")
 
     def _event(self, kind: str, **fields: Any) -> None:
-        data = {"type": kind, "group": self.group.name, "ts": _now_ms()}
+        data = {"type": kind, "group": self.group.name, "ts": _now_ms(), "source": "worker"}
         data.update({k: str(v) for k, v in fields.items()})
-        self.publisher.put(Entry(f"{self.prefix}:events", data))  # type: ignore[arg-type]
+        self.publisher.put(Entry(f"{self.prefix}:events", data, EVENTS_MAXLEN))  # type: ignore[arg-type]
 
 
 def _now_ms() -> int:

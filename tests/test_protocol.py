@@ -478,13 +478,16 @@ def test_trade_event_before_snapshot_and_unknown_kind_are_malformed() -> None:
     assert wire.protocol.malformed == 3
 
 
-def test_trade_entry_without_id_is_malformed_not_raised() -> None:
-    """A `te` whose entry is empty or has a null id is Malformed; feed() never raises."""
-    wire = Wire(TRADES)
-    wire.live(TRADES, 4, "[]", now=1.0)
-    for body in ('"te",[]', '"te",[null,1618665871000,1,100]', "[[]]"):
+def test_trade_entry_without_id_is_malformed_and_the_channel_is_resubscribed() -> None:
+    """A `te` with an empty entry or a null id is Malformed, never raised; its data is lost,
+    so the live channel is interrupted (reset) and resubscribed: nothing is lost silently."""
+    for body in ('"te",[]', '"te",[null,1618665871000,1,100]'):
+        wire = Wire(TRADES)
+        wire.live(TRADES, 4, "[]", now=1.0)
         events = wire.data(4, body, now=2.0)
-        assert len(events) == 1 and isinstance(events[0], Malformed), body
+        assert len(events) == 2 and isinstance(events[0], Malformed), body
+        assert isinstance(events[1], Interrupted) and events[1].sub == TRADES, body
+        assert wire.protocol.data_to_send() == [b'{"event":"unsubscribe","chanId":4}']
 
 
 def test_book_p0_trading_snapshot_update_and_bulk_batch() -> None:
@@ -829,16 +832,17 @@ def test_garbage_is_malformed_never_raised(frame: str | bytes) -> None:
     assert wire.protocol.malformed == 1
 
 
-def test_payload_that_is_not_an_array_is_malformed() -> None:
-    """[ch, 5] and entries of the wrong type are Malformed, and the channel carries on."""
-    wire = Wire(BOOK)
-    wire.live(BOOK, 3, "[[100,1,1]]", now=1.0)
+def test_payload_that_is_not_an_array_is_malformed_and_resubscribes_the_channel() -> None:
+    """[ch, 5] and entries of the wrong type are Malformed; the book is interrupted (reset)
+    and resubscribed, and its next snapshot starts a new epoch; other channels carry on."""
     for body in ("5", '[["a",1,1]]', "[[1,2]]", "[null,1,1]"):
+        wire = Wire(BOOK)
+        wire.live(BOOK, 3, "[[100,1,1]]", now=1.0)
         events = wire.data(3, body, now=2.0)
-        assert len(events) == 1 and isinstance(events[0], Malformed), body
-    assert wire.data(3, "[101,1,2]", now=3.0) == [
-        Update(BOOK, {"price": 101, "count": 1, "amount": 2, "side": "bid"}, MTS0 + wire.seq)
-    ]
+        assert len(events) == 2 and isinstance(events[0], Malformed), body
+        assert events[1] == Interrupted(BOOK, events[1].reason), body
+        assert "unusable frame" in events[1].reason
+        assert wire.data(3, "[101,1,2]", now=2.5) == [], "data after the unsubscribe is ignored"
 
 
 def test_pong_and_conf_ok_produce_nothing_and_conf_refusal_is_reported() -> None:

@@ -27,13 +27,22 @@ class RecordingPipeline:
     def __init__(self, owner: RecordingRedis) -> None:
         self.owner = owner
         self.calls: list[Call] = []
+        self.reads: list[tuple[str, dict[str, Any]]] = []
 
     def xadd(self, name: str, fields: dict[str, Any], **kwargs: Any) -> RecordingPipeline:
         self.calls.append((name, fields, kwargs))
         return self
 
+    def xrevrange(self, name: str, **kwargs: Any) -> RecordingPipeline:
+        """A read (the retry's look at what landed): never fails, never recorded as a write."""
+        self.reads.append((name, kwargs))
+        return self
+
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         owner = self.owner
+        if self.reads:
+            assert not self.calls, "reads and writes are never mixed in one pipeline"
+            return [owner.server.xrevrange(name, **kw) for name, kw in self.reads]
         if owner.failures:
             owner.failures -= 1
             for name, fields, kwargs in self.calls[: owner.land_before_failing]:
