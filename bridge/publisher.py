@@ -68,8 +68,10 @@ class Publisher:
         self.batch = batch
         self.buffer = buffer
         self.on_lost = on_lost
+        self.queue_limit = max(10 * batch, 1000)
         self.written = 0
         self.dropped = 0
+        self.stalls = 0
         self.failures = 0
         self.available = True
         self._queue: queue.SimpleQueue[Entry] = queue.SimpleQueue()
@@ -84,13 +86,25 @@ class Publisher:
         return len(self._pending) + self._queue.qsize()
 
     def put(self, entry: Entry) -> None:
-        """Queue one entry (thread-safe)."""
+        """Queue one entry (thread-safe); blocks while the writer is stuck in a slow Redis."""
+        if self._queue.qsize() >= self.queue_limit:
+            self._wait_for_room()
         self._queue.put(entry)
 
     def put_all(self, entries: Iterable[Entry]) -> None:
         """Queue entries in order (thread-safe)."""
+        if self._queue.qsize() >= self.queue_limit:
+            self._wait_for_room()
         for entry in entries:
             self._queue.put(entry)
+
+    def _wait_for_room(self) -> None:
+        """Back-pressure: the reader threads wait (and so stop reading their sockets) until the
+        writer has taken entries off the queue. While Redis is unavailable the writer keeps
+        draining into its bounded buffer, so this only waits on a slow, not a dead, Redis."""
+        self.stalls += 1
+        while self._queue.qsize() >= self.queue_limit and not self._stopping.is_set():
+            time.sleep(0.001)
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -144,7 +158,7 @@ class Publisher:
                     self._drop_all("stopping while Redis is unavailable")
                     return
                 log.info("- retrying Redis in %.1fs (%d entries buffered)", delay, self.buffered)
-                self._stopping.wait(delay)
+                self._drain_for(delay)
                 delay = min(BACKOFF_MAX, delay * 2)
                 continue
             for _ in range(min(self.batch, len(self._pending))):
@@ -152,6 +166,24 @@ class Publisher:
             if not self.available:
                 log.warning("= Redis is back; %d entries buffered", self.buffered)
             self.available, retrying, delay = True, False, BACKOFF_MIN
+
+    def _drain_for(self, seconds: float) -> None:
+        """Wait ``seconds`` (or until stopping) while still moving queued entries into the
+        bounded buffer, so that readers never block on a dead Redis and the oldest entries,
+        not the newest, are the ones dropped."""
+        deadline = time.monotonic() + seconds
+        if self._stopping.is_set():  # flushing at stop: retry soon, but do not spin
+            time.sleep(min(seconds, 0.1))
+        while not self._stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                self._pending.append(self._queue.get(timeout=min(left, 0.05)))
+            except queue.Empty:
+                continue
+            self._take(block=False)
+            self._enforce_bound()
 
     def _take(self, *, block: bool) -> bool:
         """Move queued entries to the pending buffer; False if nothing came."""

@@ -49,6 +49,7 @@ __all__ = ["Worker"]
 log = logging.getLogger(__name__)
 
 STOP_FLUSH_TIMEOUT = 5.0
+MALFORMED_LOGGED = 20  # then one line per thousand
 
 
 class Worker:
@@ -264,7 +265,9 @@ class Worker:
                         code=event.code, msg=event.msg, retry_in=round(event.retry_in))  # fmt: skip
         elif isinstance(event, Malformed):
             self.counters["malformed"] += 1
-            log.warning("! %s: %s", conn.name, event)
+            count = self.counters["malformed"]
+            if count <= MALFORMED_LOGGED or count % 1000 == 0:  # a flood must not flood the log
+                log.warning("! %s: %s (%d malformed so far)", conn.name, event, count)
         elif isinstance(event, Maintenance):
             self.maintenance = event.active
             log.warning("= %s: %s", conn.name, event)
