@@ -26,7 +26,7 @@ import tenacity
 import websocket
 
 from bridge.errors import ConnectionLost, HandshakeFailed, is_retryable
-from bridge.events import Event, Reconnect
+from bridge.events import EntriesLost, Event, Reconnect
 from bridge.log import redact
 from bridge.protocol import Protocol
 from bridge.shards import Pacer
@@ -126,8 +126,8 @@ class Connection:
         """True while the reader thread runs."""
         return self._thread.is_alive()
 
-    def request_resubscribe(self, sub: Subscription, reason: str) -> None:
-        """Ask (from any thread) for ``sub`` to be reset and subscribed afresh."""
+    def report_lost(self, sub: Subscription, reason: str) -> None:
+        """Entries of ``sub`` were lost (any thread): reset it and subscribe it afresh."""
         self._requests.put((sub, reason))
 
     def abort(self) -> None:
@@ -229,7 +229,7 @@ class Connection:
             raise ConnectionLost(f"server closed the connection ({data[:2].hex() or 'no code'})")
         while not self._requests.empty():
             sub, why = self._requests.get_nowait()
-            self._dispatch(self.protocol.resubscribe(sub, why, now))
+            self._dispatch([EntriesLost(sub, why), *self.protocol.resubscribe(sub, why, now)])
         if now >= self.protocol.next_deadline():
             self._dispatch(self.protocol.check_timeouts(now))
         self._send(ws)

@@ -13,6 +13,7 @@ from typing import Any
 from bridge.subscription import Subscription
 
 __all__ = [
+    "EntriesLost",
     "Event",
     "Interrupted",
     "Maintenance",
@@ -126,6 +127,18 @@ class Interrupted(Event):
 
     def __str__(self) -> str:
         return f"{self.sub} interrupted: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class EntriesLost(Event):
+    """Entries of this stream never reached Redis: it needs a ``reset`` even if it just had
+    one, and a fresh snapshot (raised by the connection for the publisher, not the core)."""
+
+    sub: Subscription
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.sub}: entries lost ({self.reason})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 FIELDS = (
     "status", "pid", "host", "updated", "started", "connections", "subscribed", "expected",
     "msgs", "msg_rate", "reconnects", "checksum_errors", "malformed", "subscribe_errors",
-    "last_msg", "buffered", "dropped", "written", "redis", "run_id", "version",
+    "last_msg", "buffered", "dropped", "written", "backpressure", "redis", "run_id", "version",
 )  # fmt: skip
 
 

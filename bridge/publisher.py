@@ -76,6 +76,7 @@ class Publisher:
         self.available = True
         self._queue: queue.SimpleQueue[Entry] = queue.SimpleQueue()
         self._pending: deque[Entry] = deque()
+        self._blocked: set[str] = set()  # streams waiting for their reset after a loss
         self._stopping = threading.Event()
         self._deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
@@ -138,11 +139,11 @@ class Publisher:
         delay = BACKOFF_MIN
         retrying = False
         while True:
-            if not self._pending and not self._take(block=True):
+            if not self._pending and not self._take(timeout=0.25):
                 if self._stopping.is_set():
                     return
                 continue
-            self._take(block=False)
+            self._take()
             self._enforce_bound()
             chunk = [self._pending[i] for i in range(min(self.batch, len(self._pending)))]
             try:
@@ -178,28 +179,38 @@ class Publisher:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            try:
-                self._pending.append(self._queue.get(timeout=min(left, 0.05)))
-            except queue.Empty:
-                continue
-            self._take(block=False)
-            self._enforce_bound()
+            if self._take(timeout=min(left, 0.05)):
+                self._enforce_bound()
 
-    def _take(self, *, block: bool) -> bool:
-        """Move queued entries to the pending buffer; False if nothing came."""
+    def _take(self, timeout: float = 0.0) -> bool:
+        """Move queued entries to the pending buffer, waiting up to ``timeout`` for the first;
+        False if nothing came. Every entry passes :meth:`_admit`."""
         try:
-            self._pending.append(
-                self._queue.get(timeout=0.25) if block else self._queue.get_nowait()
-            )
+            first = self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()
         except queue.Empty:
             return False
-        limit = max(self.batch, 1) * 4
+        get, append, blocked = self._queue.get_nowait, self._pending.append, self._blocked
+        if not blocked or self._admit(first):
+            append(first)
         try:
-            for _ in range(limit):
-                self._pending.append(self._queue.get_nowait())
+            for _ in range(max(self.batch, 1) * 4):
+                entry = get()
+                if not blocked or self._admit(entry):
+                    append(entry)
         except queue.Empty:
             pass
         return True
+
+    def _admit(self, entry: Entry) -> bool:
+        """Whether an entry may be buffered: a stream that lost entries takes nothing more of
+        its broken epoch, only its ``reset`` (which the worker sends) and what follows it."""
+        if entry.stream not in self._blocked:
+            return True
+        if entry.fields.get("kind") == "reset":
+            self._blocked.discard(entry.stream)
+            return True
+        self.dropped += 1
+        return False
 
     def _enforce_bound(self) -> None:
         lost: set[str] = set()
@@ -208,8 +219,7 @@ class Publisher:
             self.dropped += 1
         if lost:
             log.error("! buffer full (%d): dropped oldest entries of %s", self.buffer, sorted(lost))
-            if self.on_lost is not None:
-                self.on_lost(lost)
+            self._lose(lost)
 
     def _drop_all(self, why: str) -> None:
         lost = {e.stream for e in self._pending}
@@ -217,6 +227,24 @@ class Publisher:
         log.error("! %s: %d entries not written", why, len(self._pending))
         self._pending.clear()
         if lost and self.on_lost is not None:
+            self.on_lost(lost)
+
+    def _lose(self, lost: set[str]) -> None:
+        """Streams that lost entries: drop the rest of their broken epoch from the buffer (a
+        consumer must see a clean prefix, then a reset, never a hole inside an epoch), block
+        them until their reset arrives, and tell the worker to reset and resubscribe them."""
+        cut = set(lost)
+        kept: deque[Entry] = deque()
+        for entry in self._pending:
+            if entry.stream in cut:
+                if entry.fields.get("kind") != "reset":
+                    self.dropped += 1
+                    continue
+                cut.discard(entry.stream)  # a new epoch starts here: keep it
+            kept.append(entry)
+        self._pending = kept
+        self._blocked |= cut
+        if self.on_lost is not None:
             self.on_lost(lost)
 
     def _write(self, chunk: list[Entry]) -> None:
@@ -241,8 +269,7 @@ class Publisher:
             log.error(
                 "! Redis refused %d XADDs (%s) on %s", len(errors), errors[0], sorted(refused)
             )
-            if self.on_lost is not None:
-                self.on_lost(refused)
+            self._lose(refused)
         self.written += len(chunk) - sum(isinstance(r, Exception) for r in replies)
 
     def _not_landed(self, chunk: list[Entry]) -> list[Entry]:

@@ -73,9 +73,10 @@ class Stream:
         self.discarded = 0  # updates refused because no epoch was live (a bug if ever > 0)
         self.entries = 0  # entries made by this process
 
-    def reset(self, reason: str, ts: int) -> Entry | None:
-        """End the current epoch (if any) with a ``reset`` entry; None if already reset."""
-        if self.state is StreamState.BROKEN:
+    def reset(self, reason: str, ts: int, *, force: bool = False) -> Entry | None:
+        """End the current epoch (if any) with a ``reset`` entry; None if already reset,
+        unless ``force`` (entries were lost after the last reset was written)."""
+        if self.state is StreamState.BROKEN and not force:
             return None
         self.state = StreamState.BROKEN
         self.seq += 1

@@ -25,6 +25,7 @@ from bridge import __version__
 from bridge.config import Config, Group
 from bridge.connection import Connection, SharedPacer
 from bridge.events import (
+    EntriesLost,
     Event,
     Interrupted,
     Maintenance,
@@ -214,6 +215,7 @@ class Worker:
             "buffered": vitals.buffered,
             "dropped": self.publisher.dropped,
             "written": self.publisher.written,
+            "backpressure": self.publisher.stalls,
             "redis": "ok" if vitals.redis_ok else "unavailable",
             "run_id": self.run_id,
             "version": __version__,
@@ -247,8 +249,9 @@ class Worker:
                 self._on_control(conn, event, ts)
 
     def _on_control(self, conn: Connection, event: Event, ts: int) -> None:
-        if isinstance(event, Interrupted):
-            entry = self.streams[event.sub].reset(event.reason, ts)
+        if isinstance(event, Interrupted | EntriesLost):
+            forced = isinstance(event, EntriesLost)
+            entry = self.streams[event.sub].reset(event.reason, ts, force=forced)
             if entry is not None:
                 self.publisher.put(entry)
             if event.reason.startswith("checksum"):
@@ -282,7 +285,7 @@ class Worker:
         for key in streams:
             owner = self._owner.get(key)
             if owner is not None:
-                owner[1].request_resubscribe(owner[0], "entries lost while Redis was unavailable")
+                owner[1].report_lost(owner[0], "entries lost while Redis was unavailable")
 
     def _event(self, kind: str, **fields: Any) -> None:
         data = {"type": kind, "group": self.group.name, "ts": _now_ms(), "source": "worker"}

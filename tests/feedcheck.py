@@ -157,3 +157,96 @@ def rebuild_book(epoch: list[dict[str, Any]], raw: bool, funding: bool) -> dict[
             else:
                 book[key(rec)] = rec
     return book
+
+
+def expected_epochs(frames: list[Any]) -> dict[str, list[list[tuple[str, Any]]]]:
+    """Per stream name, one list of ``(kind, data)`` per subscription that got a snapshot,
+    in the order the emulator sent them (each subscription is one epoch on the bridge)."""
+    names: dict[tuple[int, int], str] = {}
+    out: dict[str, list[list[tuple[str, Any]]]] = defaultdict(list)
+    current: dict[tuple[int, int], list[tuple[str, Any]]] = {}
+    seen_trades: dict[tuple[int, int], set[int]] = defaultdict(set)
+    for frame in frames:
+        if frame.direction != "sent":
+            continue
+        msg = orjson.loads(frame.text)
+        if isinstance(msg, dict):
+            if msg.get("event") == "subscribed":
+                names[(frame.conn_id, msg["chanId"])] = stream_name(msg)
+            elif msg.get("event") == "unsubscribed":
+                names.pop((frame.conn_id, msg["chanId"]), None)
+            continue
+        if not isinstance(msg, list) or len(msg) < 2:
+            continue
+        chan = (frame.conn_id, msg[0])
+        name = names.get(chan)
+        if name is None or msg[1] in ("hb", "cs", "tu", "ftu"):
+            continue
+        if msg[1] in ("te", "fte"):
+            record = records.trade(msg[2], name.split(":")[1].startswith("f"))
+            if chan in current and record["id"] not in seen_trades[chan]:
+                seen_trades[chan].add(record["id"])
+                current[chan].append(("update", record))
+            continue
+        recs = _records(name, msg[1])
+        if chan not in current:
+            current[chan] = [("snapshot", recs)]
+            out[name].append(current[chan])
+            if name.startswith("trades:"):
+                seen_trades[chan].update(r["id"] for r in recs)
+        else:
+            current[chan].extend(("update", rec) for rec in recs)
+    return dict(out)
+
+
+def match_epochs(
+    stored: list[list[dict[str, Any]]], sent: list[list[tuple[str, Any]]]
+) -> list[int]:
+    """For each epoch in Redis, the index of the subscription (in ``sent``) it came from.
+
+    Epochs are matched in order by their snapshot; a subscription whose snapshot never
+    reached the bridge (lost in flight with its connection) has no epoch and is skipped.
+    Fails if an epoch matches no subscription.
+    """
+    out: list[int] = []
+    start = 0
+    for epoch in stored:
+        snapshot = ("snapshot", epoch[0]["data"])
+        for index in range(start, len(sent)):
+            if sent[index][0] == snapshot:
+                out.append(index)
+                start = index + 1
+                break
+        else:
+            raise AssertionError(f"epoch {epoch[0]['epoch']} matches no subscription sent")
+    return out
+
+
+def assert_stream_faithful(
+    entries: list[dict[str, Any]], sent: list[list[tuple[str, Any]]], name: str
+) -> None:
+    """The stream is well formed, each epoch is a prefix of what its subscription sent (only a
+    reset may cut an epoch short), the last epoch is complete, and no trade repeats in one."""
+    assert_well_formed(entries)
+    stored = epochs(entries)
+    assert stored, f"{name}: no epoch at all"
+    for epoch, index in zip(stored, match_epochs(stored, sent), strict=True):
+        got = [(e["kind"], e["data"]) for e in epoch]
+        assert got == sent[index][: len(got)], f"{name}: epoch {epoch[0]['epoch']} differs"
+        if name.startswith("trades:"):
+            ids = [t["id"] for t in epoch[0]["data"]] + [e["data"]["id"] for e in epoch[1:]]
+            assert len(ids) == len(set(ids)), f"{name}: a trade published twice in one epoch"
+    last = stored[-1]
+    assert len(last) == len(sent[match_epochs(stored, sent)[-1]]), f"{name}: last epoch short"
+
+
+def caught_up(r: redis.Redis, key: str, sent: list[list[tuple[str, Any]]]) -> bool:
+    """True when the stream's last epoch holds everything its subscription sent."""
+    stored = epochs(read_stream(r, key))
+    if not stored or not sent:
+        return False
+    try:
+        index = match_epochs(stored, sent)[-1]
+    except AssertionError:
+        return False
+    return index == len(sent) - 1 and len(stored[-1]) >= len(sent[index])
