@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 RECV_TIMEOUT = 0.25  # how often a quiet reader checks deadlines and the stop flag
 OPEN_TIMEOUT = 10.0
 HEALTHY_AFTER = 5.0  # a session subscribed this long resets the backoff
-THROTTLED_WAIT = 15.0  # least wait after HTTP 429 (Bitfinex gives no Retry-After)
 
 EventHandler = Callable[["Connection", list[Event]], None]
 Reporter = Callable[..., None]  # report(kind, **fields): one entry of the events stream
@@ -97,6 +96,7 @@ class Connection:
         pacer: SharedPacer,
         stopping: threading.Event,
         report: Reporter | None = None,
+        throttle_wait: float = 15.0,
     ) -> None:
         self.name = name
         self.url = url
@@ -104,6 +104,7 @@ class Connection:
         self.on_events = on_events
         self.pacer = pacer
         self.stopping = stopping
+        self.throttle_wait = throttle_wait
         self.report: Reporter = report or (lambda kind, **fields: None)
         self.connected = False
         self.reconnects = 0
@@ -159,13 +160,13 @@ class Connection:
     def _sleep(self, seconds: float) -> None:
         self.stopping.wait(seconds)
 
-    @staticmethod
-    def _wait(state: tenacity.RetryCallState) -> float:
-        # First retry within ~0.25 s, then doubling up to 30 s, full jitter.
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        # First retry within ~0.25 s, then doubling up to 30 s, full jitter. After HTTP 429
+        # (Bitfinex gives no Retry-After) at least throttle_wait, plus jitter.
         base: float = tenacity.wait_random_exponential(multiplier=0.25, max=30)(state)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, HandshakeFailed) and exc.status == 429:
-            base = max(base, THROTTLED_WAIT + random.uniform(0, 5))
+            base = max(base, self.throttle_wait * random.uniform(1.0, 1.3))
         return base
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:

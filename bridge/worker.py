@@ -107,6 +107,7 @@ class Worker:
                 pacer=pacer,
                 stopping=self.stopping,
                 report=self._event,
+                throttle_wait=config["bitfinex.throttle_wait"],
             )
             self.connections.append(conn)
             for sub in shard:
