@@ -40,6 +40,7 @@ examples:
   bfx-bridge worker -c bridge.toml --group majors   run one symbol group in the foreground
   bfx-bridge tail bfx:trades:tBTCUSD                 print a stream's entries as JSON lines
   bfx-bridge emulator --port 8765                    a local Bitfinex for tests and demos
+  bfx-bridge fault drop                              reset every emulator connection
 """
 
 
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     demo.set_defaults(handler=_cmd_demo)
 
-    from bridge.emulator import configure_parser
+    from bridge.emulator import configure_fault_parser, configure_parser, run_fault
     from bridge.emulator import run as run_emulator
 
     emulator = commands.add_parser(
@@ -123,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     configure_parser(emulator)
     emulator.set_defaults(handler=run_emulator)
+
+    fault = commands.add_parser(
+        "fault",
+        help="inject a fault into a running emulator",
+        description="Inject a fault into an emulator started with --control-port: drop "
+        "connections, silence a channel or a connection, corrupt a checksum, send malformed "
+        "frames or info codes, start/end maintenance, refuse handshakes, pause the market.",
+    )
+    configure_fault_parser(fault)
+    fault.set_defaults(handler=run_fault)
     return parser
 
 

@@ -24,9 +24,10 @@ from tests.feedcheck import (
     read_stream,
 )
 
+# The production ratios (channel 30 s > connection 20 s > ping 10 s), scaled down.
 FAST = """
-channel_timeout = 1.5
-connection_timeout = 2.5
+channel_timeout = 3.0
+connection_timeout = 2.0
 ping_interval = 0.5
 """
 

@@ -20,6 +20,7 @@ __all__ = [
     "error_fields",
     "is_funding",
     "parse_subscribe",
+    "stream_name",
     "subscribed_fields",
     "valid_symbol",
 ]
@@ -205,6 +206,30 @@ def error_fields(request: dict[str, Any], error: SubscribeError) -> dict[str, An
         for name, value in _pair_or_currency(symbol).items():
             event.setdefault(name, value)
     return event
+
+
+def stream_name(info: ChannelInfo) -> str:
+    """The bridge's stream name for this channel (SPEC §3), without the Redis prefix.
+
+    >>> stream_name(ChannelInfo("book", "tBTCUSD", prec="P0", freq="F0", len="25"))
+    'book:tBTCUSD:P0'
+    >>> stream_name(ChannelInfo("candles", key="trade:1m:fUSD:a30:p2:p30"))
+    'candles:fUSD:1m:a30:p2:p30'
+    >>> stream_name(ChannelInfo("status", key="liq:global"))
+    'status:liq:global'
+    """
+    if info.channel == "book":
+        return f"book:{info.symbol}:{info.prec}"
+    if info.channel == "status":
+        return f"status:{info.key}"
+    if info.channel == "candles":
+        assert info.key is not None
+        parts = candle_parts(info.key)
+        assert parts is not None
+        timeframe, symbol = parts
+        extra = info.key.split(":", 2)[2][len(symbol) :]  # funding aggregates, ":a30:p2:p30"
+        return f"candles:{symbol}:{timeframe}{extra}"
+    return f"{info.channel}:{info.symbol}"
 
 
 def _pair_or_currency(symbol: str) -> dict[str, str]:

@@ -7,15 +7,18 @@ The log order therefore equals the wire order of the connection, whichever threa
 (the connection's own handler thread answers requests; the market thread delivers ticks
 and heartbeats).
 
-Fault hooks for tests live here too: :meth:`~EmuConnection.abort`,
-:meth:`~EmuConnection.close`, :meth:`~EmuConnection.send_raw`,
-:meth:`~EmuConnection.silence`, :meth:`~EmuConnection.silence_all`,
-:meth:`~EmuConnection.skip_seq` and :meth:`~EmuConnection.set_hook`.
+Fault hooks live here too: :meth:`~EmuConnection.abort`, :meth:`~EmuConnection.close`,
+:meth:`~EmuConnection.send_raw`, :meth:`~EmuConnection.silence`,
+:meth:`~EmuConnection.silence_all`, :meth:`~EmuConnection.corrupt_checksums`,
+:meth:`~EmuConnection.skip_seq` and :meth:`~EmuConnection.set_hook`. They are the bare
+mechanism and log nothing; the named, logged faults are the
+:class:`~bridge.emulator.faults.Faults` methods of the emulator, built on them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import socket
 import struct
@@ -27,6 +30,7 @@ from typing import Any, ClassVar, Protocol
 
 import orjson
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.sync.server import ServerConnection
 
@@ -35,6 +39,7 @@ from bridge.emulator.channels import (
     SubscribeError,
     error_fields,
     parse_subscribe,
+    stream_name,
     subscribed_fields,
 )
 from bridge.emulator.feeds import Batch
@@ -63,6 +68,11 @@ class Host(Protocol):
     channel_limit: int
     unknown_symbols: frozenset[str]
 
+    @property
+    def maintenance(self) -> bool:
+        """True between 20060 and 20061: new connections are told ``platform.status`` 0."""
+        ...
+
     def next_chan_id(self) -> int:
         """A chanId never used before by any connection of this emulator."""
         ...
@@ -70,6 +80,9 @@ class Host(Protocol):
     def record(self, conn_id: int, text: str, direction: str) -> None:
         """Append a frame to the emulator's log."""
         ...
+
+
+_AUTH_FAILED = dict(event="auth", status="FAILED", chanId=0, code=10100, msg="apikey: invalid")
 
 
 def _now_ms() -> int:
@@ -94,8 +107,10 @@ class EmuConnection:
         self._heartbeat_due: dict[int, float] = {}
         self._silenced: set[int] = set()
         self._silent = False
+        self._corrupt: dict[int, int] = {}  # chanId -> cs frames still to send wrong
         self._hook: BodyHook | None = None
         self._dead = False
+        self._mute_pongs(ws)
 
     # -- inspection and fault hooks --------------------------------------------------
 
@@ -110,10 +125,15 @@ class EmuConnection:
         return self._flags
 
     def abort(self) -> None:
-        """Drop the TCP connection with a reset: no close frame, no FIN (SO_LINGER 0)."""
+        """Drop the TCP connection with a reset: no close frame, no FIN (SO_LINGER 0).
+
+        The socket is closed before websockets learns of it: told first, its reader thread
+        may half-close the socket (a FIN) just before the reset.
+        """
         self._dead = True
         with contextlib.suppress(OSError):  # already closed
             self._ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self._ws.socket.close()
         self._ws.close_socket()
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -141,9 +161,28 @@ class EmuConnection:
                 self._silenced.discard(chan_id)
 
     def silence_all(self, silent: bool = True) -> None:
-        """Stop (or resume) sending anything at all, including replies to ``ping`` events."""
+        """Stop (or resume) sending anything at all: no data, no events, no ``pong`` event
+        and no WebSocket pong frame either (see :meth:`_mute_pongs`)."""
         with self._lock:
             self._silent = silent
+
+    def corrupt_checksums(self, chan_id: int, count: int = 1) -> None:
+        """Send the next ``count`` ``cs`` frames of ``chan_id`` with a wrong value: ``~crc``,
+        still a signed int32 and never the right one. The book and its updates stay right."""
+        with self._lock:
+            self._corrupt[chan_id] = self._corrupt.get(chan_id, 0) + count
+
+    def describe(self) -> dict[str, Any]:
+        """This connection's state as JSON-ready data (the control API's ``/connections``)."""
+        with self._lock:
+            channels = [
+                {"chanId": chan_id, **dataclasses.asdict(info), "stream": stream_name(info),
+                 "silenced": chan_id in self._silenced,
+                 "corrupt_pending": self._corrupt.get(chan_id, 0)}
+                for chan_id, info in self._channels.items()
+            ]  # fmt: skip
+            state = {"conn": self.conn_id, "flags": self._flags, "seq": self._seq}
+            return {**state, "silent": self._silent, "channels": channels}
 
     def skip_seq(self, count: int = 1) -> None:
         """Advance the sequence counter without sending: the client sees a gap."""
@@ -164,7 +203,7 @@ class EmuConnection:
                 "event": "info",
                 "version": 2,
                 "serverId": str(uuid.uuid4()),
-                "platform": {"status": 1},
+                "platform": {"status": 0 if self._host.maintenance else 1},  # §2.1
             }
         )
 
@@ -176,6 +215,7 @@ class EmuConnection:
                 self._host.market.unsubscribe(info, chan_id)
             self._channels.clear()
             self._heartbeat_due.clear()
+            self._corrupt.clear()
 
     def send_info(self, code: int) -> None:
         """Send ``{"event":"info","code":code,"msg":…}`` (§2.2)."""
@@ -192,7 +232,16 @@ class EmuConnection:
                 for body in batch.bodies:
                     self._emit(chan_id, body)
             if batch.book and self._flags & OB_CHECKSUM:
-                self._emit(chan_id, f'"cs",{batch.checksum}')
+                assert batch.checksum is not None
+                self._emit_checksum(chan_id, batch.checksum)
+
+    def _emit_checksum(self, chan_id: int, crc: int) -> None:
+        """Send ``[chanId,"cs",CRC]``, wrong if :meth:`corrupt_checksums` asked for it."""
+        pending = self._corrupt.pop(chan_id, 0)
+        sent = self._emit(chan_id, f'"cs",{~crc if pending else crc}')
+        remaining = pending - 1 if sent and pending else pending  # a silenced cs uses none up
+        if remaining:
+            self._corrupt[chan_id] = remaining
 
     def send_heartbeats(self, now: float) -> float:
         """Send ``[chanId,"hb"]`` on every channel that is due; return the next due time."""
@@ -273,6 +322,7 @@ class EmuConnection:
             self._host.market.unsubscribe(info, chan_id)
             self._heartbeat_due.pop(chan_id, None)
             self._silenced.discard(chan_id)
+            self._corrupt.pop(chan_id, None)
             self._send_event({"event": "unsubscribed", "status": "OK", "chanId": chan_id})
 
     def _on_ping(self, request: dict[str, Any]) -> None:
@@ -284,15 +334,7 @@ class EmuConnection:
 
     def _on_auth(self, request: dict[str, Any]) -> None:
         """The emulator has no accounts yet: every ``auth`` fails like a bad key (§8.2)."""
-        self._send_event(
-            {
-                "event": "auth",
-                "status": "FAILED",
-                "chanId": 0,
-                "code": 10100,
-                "msg": "apikey: invalid",
-            }
-        )
+        self._send_event(_AUTH_FAILED)
 
     _HANDLERS: ClassVar[dict[str, Callable[[EmuConnection, dict[str, Any]], None]]] = {
         "conf": _on_conf,
@@ -312,22 +354,41 @@ class EmuConnection:
             seq = self._seq
         return seq, (_now_ms() if self._flags & TIMESTAMP else None)
 
-    def _emit(self, chan_id: int, body: str) -> None:
-        """Send one data array on ``chan_id`` unless silenced (a silenced frame uses no seq)."""
+    def _emit(self, chan_id: int, body: str) -> bool:
+        """Send one data array on ``chan_id`` unless silenced (a silenced frame uses no seq).
+
+        Returns False when the frame was silenced or dropped by the hook.
+        """
         with self._lock:
             if self._silent or chan_id in self._silenced:
-                return
+                return False
             if self._hook is not None:
                 hooked = self._hook(chan_id, body)
                 if hooked is None:
-                    return
+                    return False
                 body = hooked
             self._send(frame(chan_id, body, *self._trailer()))
+            return True
 
     def _send_event(self, event: dict[str, Any]) -> None:
         with self._lock:
             if not self._silent:
                 self._send(encode(event))
+
+    def _mute_pongs(self, ws: ServerConnection) -> None:
+        """Make websockets' automatic answer to a ping frame obey :meth:`silence_all`.
+
+        A silent connection sends "nothing at all, not even a pong" (issue 5, fault 3).
+        websockets pongs inside its sans-I/O ``Protocol``, whose ``send_frame`` is the only
+        seam: it is wrapped on this instance. tests/test_emulator_faults.py checks it.
+        """
+        send_frame = ws.protocol.send_frame
+
+        def filtered(f: Frame) -> None:
+            if not (self._silent and f.opcode is Opcode.PONG):
+                send_frame(f)
+
+        ws.protocol.send_frame = filtered  # type: ignore[method-assign,assignment]
 
     def _send(self, text: str) -> None:
         """Log then write one frame. Logged first, so whatever a client read is in the log;

@@ -10,6 +10,10 @@ Every frame sent and received is kept in memory in one log, in global order, for
 to compare against what reached Redis. Nothing is trimmed: that suits short tests; long
 runs (the CLI, demos) pass ``log_frames=False`` and, if they want a record, a
 ``frame_sink``.
+
+Faults (drops, silence, bad checksums, malformed frames, maintenance, refused handshakes)
+come from :class:`~bridge.emulator.faults.Faults`; with ``control_port`` they can also be
+injected over HTTP (:mod:`bridge.emulator.control`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from websockets.sync.server import Server, ServerConnection, serve
 
 from bridge.emulator.channels import SubscribeError, parse_subscribe
 from bridge.emulator.connection import EmuConnection
+from bridge.emulator.control import ControlServer
+from bridge.emulator.faults import Faults
 from bridge.emulator.market import Market
 
 __all__ = ["Emulator", "SentFrame"]
@@ -57,8 +63,12 @@ class SentFrame:
     direction: str
 
 
-class Emulator:
+class Emulator(Faults):
     """A Bitfinex WS v2 server with synthetic, consistent data for any symbol.
+
+    The fault methods (``drop``, ``silence_channel``, ``corrupt_checksum``,
+    ``send_malformed``, ``maintenance_start``, ``fault_log``, ``channel_ids``…) are
+    documented in :class:`~bridge.emulator.faults.Faults`.
 
     Args:
         host: interface to listen on.
@@ -73,6 +83,9 @@ class Emulator:
         updates_per_tick: inclusive range of book updates (and new trades) per tick.
         log_frames: keep every frame in memory for :meth:`sent_frames` (unbounded).
         frame_sink: called with every frame logged, under the log lock.
+        control_port: serve the HTTP control API (:mod:`bridge.emulator.control`) on
+            127.0.0.1 at this port, 0 for a free one (see :attr:`control_url`); None for
+            no control server.
     """
 
     def __init__(
@@ -89,6 +102,7 @@ class Emulator:
         updates_per_tick: tuple[int, int] = (1, 3),
         log_frames: bool = True,
         frame_sink: Callable[[SentFrame], None] | None = None,
+        control_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -109,11 +123,11 @@ class Emulator:
         self._conn_ids = itertools.count(1)
         self._chan_ids = itertools.count(_FIRST_CHAN_ID)
         self._admitted: collections.deque[float] = collections.deque()
-        self._rejections: collections.deque[int] = collections.deque()
-        self._tick_lock = threading.Lock()
-        self._paused = False
+        self._init_faults()
         self._stopping = threading.Event()
         self._server: Server | None = None
+        self._control_port = control_port
+        self._control: ControlServer | None = None
         self._threads: list[threading.Thread] = []
 
     @property
@@ -121,33 +135,50 @@ class Emulator:
         """``ws://HOST:PORT/ws/2``."""
         return f"ws://{self.host}:{self.port}/ws/2"
 
+    @property
+    def control_url(self) -> str | None:
+        """``http://127.0.0.1:PORT`` of the control API once started; None without one."""
+        return None if self._control is None else self._control.url
+
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
         """Listen and serve on background threads; returns once the socket is listening."""
         if self._server is not None:
             return
-        self._server = serve(
-            self._handle,
-            self.host,
-            self.port,
-            process_request=self._process_request,
-            compression=None,
-            ping_interval=None,
-            close_timeout=_CLOSE_TIMEOUT,
-            server_header=None,
-        )
+        if self._control_port is not None:  # bound first: it is the cheaper to undo
+            self._control = ControlServer(self, self._control_port)
+        try:
+            self._server = serve(
+                self._handle,
+                self.host,
+                self.port,
+                process_request=self._process_request,
+                compression=None,
+                ping_interval=None,
+                close_timeout=_CLOSE_TIMEOUT,
+                server_header=None,
+            )
+        except BaseException:
+            if self._control is not None:
+                self._control.stop()
+                self._control = None
+            raise
         self.port = self._server.socket.getsockname()[1]
         for target, name in ((self._server.serve_forever, "serve"), (self._run_market, "market")):
             thread = threading.Thread(target=target, name=f"emulator-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self._control is not None:
+            self._control.start()
 
     def stop(self) -> None:
         """Close every connection (close code 1001) and the server. Idempotent."""
         if self._server is None or self._stopping.is_set():
             return
         self._stopping.set()
+        if self._control is not None:
+            self._control.stop()
         self._server.shutdown()
         for thread in self._threads:
             thread.join()
@@ -158,31 +189,6 @@ class Emulator:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    # -- control ---------------------------------------------------------------------
-
-    def pause(self) -> None:
-        """Stop generating market data; heartbeats continue.
-
-        When this returns, the tick in progress (if any) has been fully sent.
-        """
-        with self._tick_lock:
-            self._paused = True
-
-    def resume(self) -> None:
-        """Generate market data again."""
-        with self._tick_lock:
-            self._paused = False
-
-    def send_info(self, code: int) -> None:
-        """Send ``{"event":"info","code":code,"msg":…}`` on every connection (§2.2)."""
-        for conn in self.connections():
-            conn.send_info(code)
-
-    def reject_handshakes(self, status: int, count: int = 1) -> None:
-        """Refuse the next ``count`` handshakes with HTTP ``status`` (429, 503, 408…)."""
-        with self._lock:
-            self._rejections.extend([status] * count)
 
     # -- inspection ------------------------------------------------------------------
 
@@ -248,9 +254,10 @@ class Emulator:
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         """Refuse a handshake that was scripted to fail or exceeds the connect limit."""
         now = time.monotonic()
+        scripted = self._take_rejection()
         with self._lock:
-            if self._rejections:
-                status = self._rejections.popleft()
+            if scripted is not None:
+                status = scripted
             elif self.connect_limit is None:
                 return None
             else:
@@ -299,18 +306,27 @@ class Emulator:
                     next_tick += self.tick_interval
                     if next_tick < now:  # fell behind: skip rather than burst
                         next_tick = now + self.tick_interval
-                for conn in self.connections():
-                    next_beat = min(next_beat, conn.send_heartbeats(now))
+                next_beat = min(next_beat, self._heartbeats(now))
             except Exception:
                 logger.exception("! emulator market tick failed")
             timeout = min(next_tick, next_beat) - time.monotonic()
             if self._stopping.wait(max(0.0, timeout)):
                 return
 
+    def _heartbeats(self, now: float) -> float:
+        """Send the due heartbeats (none in maintenance); return the next due time."""
+        with self._tick_lock:
+            if self._maintenance:
+                return now + 1.0
+            return min((c.send_heartbeats(now) for c in self.connections()), default=now + 1.0)
+
     def _tick(self) -> None:
         with self._tick_lock:
             if self._paused:
                 return
-            for subscribers, batch in self.market.tick(time.time_ns() // 1_000_000):
+            deliveries = self.market.tick(time.time_ns() // 1_000_000)
+            if self._maintenance:
+                return  # the market moves on unseen (see bridge.emulator.faults)
+            for subscribers, batch in deliveries:
                 for subscriber, chan_id in subscribers:
                     subscriber.deliver(chan_id, batch)
