@@ -467,11 +467,13 @@ def test_ticker_candles_and_status_layouts(client: Client) -> None:
 def test_trades_send_te_then_tu_with_the_same_trade(client: Client) -> None:
     """Snapshot: 30 newest first; each te is followed by a tu with the same id and values."""
     chan_id, snapshot = client.subscribe(channel="trades", symbol="tBTCUSD")
+    mark = len(client.texts)  # frames of chan_id read while subscribing fUSD count too
     f_chan, f_snapshot = client.subscribe(channel="trades", symbol="fUSD")
     ids = [int(t[0]) for t in snapshot]
     assert len(snapshot) == 30 and ids == sorted(ids, reverse=True) and len(set(ids)) == 30
     assert all(len(t) == 4 for t in snapshot) and all(len(t) == 5 for t in f_snapshot)
-    texts = client.read_for(1.0)
+    client.read_for(1.0)
+    texts = client.texts[mark:]
     events = [(u[1], u[2]) for u in data_frames(texts, chan_id) if u[1] in ("te", "tu")]
     executed = [t for kind, t in events if kind == "te"]
     assert executed and [int(t[0]) for t in executed] == sorted(int(t[0]) for t in executed)
@@ -484,7 +486,7 @@ def test_trades_send_te_then_tu_with_the_same_trade(client: Client) -> None:
         else:
             assert seen[trade[0]] == trade  # tu after its te, same payload
     assert any(kind == "tu" for kind, _ in events)
-    f_events = [u for u in data_frames(texts, f_chan) if u[1] != "hb"]
+    f_events = [u for u in data_frames(_after_snapshot(client, f_chan), f_chan) if u[1] != "hb"]
     assert f_events and {u[1] for u in f_events} <= {"fte", "ftu"}
     assert all(len(u[2]) == 5 for u in f_events)
 
@@ -512,6 +514,15 @@ def _subscribe_books(client: Client) -> dict[int, tuple[ClientBook, int, list[An
     return books
 
 
+def _after_snapshot(client: Client, chan_id: int) -> list[str]:
+    """Every frame the client read after ``chan_id``'s snapshot, including those read while
+    later subscriptions waited for their own acks."""
+    start = next(
+        i for i, t in enumerate(client.texts) if t.startswith(f"[{chan_id},[")
+    )  # the snapshot is the first data frame of the channel
+    return client.texts[start + 1 :]
+
+
 def test_book_snapshots_are_ordered_windowed_and_never_crossed(client: Client) -> None:
     """Snapshots list bids best first then asks; updates keep len per side and never cross."""
     books = _subscribe_books(client)
@@ -519,8 +530,9 @@ def test_book_snapshots_are_ordered_windowed_and_never_crossed(client: Client) -
         assert snapshot == book.wire(), "snapshot not in bids-best-first, asks-best-first order"
         assert 0 < len(book.bids) <= length and 0 < len(book.asks) <= length
         book.assert_sane(length)
-    texts = client.read_for(1.0)
+    client.read_for(1.0)
     for chan_id, (book, length, _) in books.items():
+        texts = _after_snapshot(client, chan_id)
         updates = [u[1] for u in data_frames(texts, chan_id) if u[1] not in ("hb", "cs")]
         assert len(updates) >= 5
         for entry in updates:
@@ -537,10 +549,10 @@ def test_every_checksum_matches_the_raw_wire_texts(
     client = Client(emu.url)
     client.conf(OB_CHECKSUM | (BULK_UPDATES if bulk else 0))
     books = _subscribe_books(client)
-    texts = client.read_for(1.5)
+    client.read_for(1.5)
     for chan_id, (book, _, _) in books.items():
         verified = 0
-        for frame in data_frames(texts, chan_id):
+        for frame in data_frames(_after_snapshot(client, chan_id), chan_id):
             if frame[1] == "cs":
                 assert int(frame[2]) == book.checksum()
                 verified += 1
