@@ -8,6 +8,7 @@ Then it says how to read the data with ``redis-cli`` and ``bfx-bridge tail``.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -164,6 +165,8 @@ class LiveView:
 def run_demo(duration: float | None) -> int:
     """Run the demo (see the module docstring); 0 when every stream received data."""
     console = Console(emoji=False)
+    if not console.is_terminal:
+        console = Console(emoji=False, width=160)  # logs and pipes: no wrapping of names
     workdir = Path(tempfile.mkdtemp(prefix="bfx-bridge-demo-"))
     with EmbeddedRedis(embedded_dir()) as server:
         emulator = Emulator(port=0, tick_interval=0.1, connect_limit=None, log_frames=False)
@@ -178,7 +181,7 @@ def run_demo(duration: float | None) -> int:
                 [sys.executable, "-m", "bridge", "run", "-c", str(path)],
                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-            console.print(_instructions(server.url, log_path))
+            console.print(_instructions(server.url, log_path), markup=False)
             view = LiveView(redis.Redis.from_url(server.url), "bfx", streams,
                             [g.name for g in config.groups])  # fmt: skip
             try:
@@ -194,7 +197,7 @@ def run_demo(duration: float | None) -> int:
     empty = [name for name, v in view.views.items() if v.entries == 0]
     console.print(f"\nbridge stopped {'cleanly' if stopped == 0 else f'with code {stopped}'}; "
                   f"the data is saved in {server.directory} (bridge log: {log_path}).")  # fmt: skip
-    console.print(_afterwards())
+    console.print(_afterwards(), markup=False)
     if empty:
         console.print(f"[red]no data reached: {', '.join(empty)}[/red]")
         return 1
@@ -203,14 +206,14 @@ def run_demo(duration: float | None) -> int:
 
 def _show(console: Console, view: LiveView, duration: float | None, bridge: Any) -> None:
     deadline = None if duration is None else time.monotonic() + duration
-    refresh = console.is_terminal
-    with Live(view.render(), console=console, auto_refresh=False, transient=False) as live:
+    live = Live(view.render(), console=console, auto_refresh=False) if console.is_terminal else None
+    with live or contextlib.nullcontext():
         while deadline is None or time.monotonic() < deadline:
             view.poll()
             if bridge.poll() is not None:
                 console.print(f"[red]the bridge exited with code {bridge.returncode}[/red]")
                 return
-            if refresh:
+            if live is not None:
                 live.update(view.render(), refresh=True)
 
 

@@ -29,6 +29,7 @@ import redis
 
 from bridge.config import Config
 from bridge.errors import EXIT_BOOT, EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, LocalProtocolError
+from bridge.health import health_key
 from bridge.publisher import connect_redis
 from bridge.streams import EVENTS_MAXLEN
 
@@ -67,9 +68,9 @@ TRANSITIONS: dict[ChildState, frozenset[ChildState]] = {
 
 
 def restart_delay(failures: int, cap: float, rng: random.Random | None = None) -> float:
-    """Backoff before restart number ``failures``: 1 s doubling, capped, ±50 % jitter."""
-    base = min(cap, 2.0 ** max(failures - 1, 0))
-    return base * (rng or random).uniform(0.5, 1.5)
+    """Backoff before restart number ``failures``: 1 s doubling, ±50 % jitter, at most cap."""
+    base = 2.0 ** max(failures - 1, 0)
+    return min(cap, base * (rng or random).uniform(0.5, 1.5))
 
 
 @dataclass
@@ -135,7 +136,8 @@ class Supervisor:
 
     def _spawn(self, child: Child) -> None:
         args = [*self.argv0, "worker", "-c", self.config_path, "--group", child.group]
-        child.popen = subprocess.Popen(args, preexec_fn=_child_setup)
+        parent = os.getpid()
+        child.popen = subprocess.Popen(args, preexec_fn=lambda: _child_setup(parent))
         child.transition(ChildState.STARTING)
         child.started = time.monotonic()
         log.info("= worker %s started (pid %d)", child.group, child.popen.pid)
@@ -195,11 +197,22 @@ class Supervisor:
                           child.group, child.popen.pid, self.stop_timeout)  # fmt: skip
                 _signal(child.popen, signal.SIGKILL)
                 child.popen.wait(5)
+                self._forget_health(child.group)  # it could not delete its own key
             child.transition(ChildState.STOPPED)
         for child in self.children.values():
             if child.state is not ChildState.STOPPED:
                 child.transition(ChildState.STOPPED)
         log.info("= supervisor stopped")
+
+    def _forget_health(self, group: str) -> None:
+        """Delete a killed worker's health keys so that it is not reported alive."""
+        key = health_key(self.config["redis.prefix"], group)
+        try:
+            if self._redis is None:
+                self._redis = connect_redis(self.config["redis.url"], socket_timeout=1)
+            self._redis.delete(key, f"{key}:streams")
+        except redis.RedisError as exc:
+            log.warning("! could not delete %s (%s); it expires on its own", key, exc)
 
     def _event(self, kind: str, **fields: Any) -> None:
         """Best effort: an entry on the events stream (Redis may be down; the log has it)."""
@@ -214,7 +227,7 @@ class Supervisor:
             log.debug("events stream not written: %s", exc)
 
 
-def _child_setup() -> None:
+def _child_setup(parent: int) -> None:
     """In the child before exec: default signal handlers; die with the supervisor."""
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)
@@ -224,6 +237,8 @@ def _child_setup() -> None:
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: SIGTERM if the supervisor dies
+        if os.getppid() != parent:  # it died before prctl took effect
+            os._exit(1)
 
 
 def _signal(popen: subprocess.Popen[bytes], signum: int) -> None:

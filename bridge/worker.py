@@ -24,6 +24,7 @@ import redis
 from bridge import __version__
 from bridge.config import Config, Group
 from bridge.connection import Connection, SharedPacer
+from bridge.errors import BridgeError
 from bridge.events import (
     EntriesLost,
     Event,
@@ -135,11 +136,7 @@ class Worker:
         self.publisher.start()
         self.health.start()
         if self.config["metrics.port"]:
-            from bridge.metrics import serve_metrics
-
-            self.metrics_server = serve_metrics(
-                self, self.config["metrics.host"], self.config["metrics.port"]
-            )
+            self._serve_metrics()
         ts = _now_ms()
         for stream in self.streams.values():
             entry = stream.reset("worker started", ts)
@@ -148,6 +145,26 @@ class Worker:
         self._event("worker_start", pid=os.getpid(), host=socket.gethostname())
         for conn in self.connections:
             conn.start()
+
+    def metrics_port(self) -> int:
+        """``[metrics] port`` plus the group's index in the config, so that the workers of
+        one supervisor never compete for one port."""
+        index = [g.name for g in self.config.groups].index(self.group.name)
+        port: int = self.config["metrics.port"] + index
+        return port
+
+    def _serve_metrics(self) -> None:
+        from bridge.metrics import serve_metrics
+
+        host, port = self.config["metrics.host"], self.metrics_port()
+        try:
+            self.metrics_server = serve_metrics(self, host, port)
+        except OSError as exc:
+            raise BridgeError(
+                f"cannot serve metrics on {host}:{port} ({exc}); free the port or change "
+                "[metrics] port (each group uses port + its index in the config)"
+            ) from exc
+        log.info("= metrics for %s on http://%s:%d/metrics", self.group.name, host, port)
 
     def request_stop(self) -> None:
         """Ask every thread to stop (safe from any thread); readers notice within 0.25 s."""
@@ -176,10 +193,10 @@ class Worker:
         (metrics) pass ``measure_rate=False`` and get the last measured value.
         """
         conns = self.connections
-        subscribed = sum(c.protocol.subscribed_count() for c in conns)
         expected = len(self.streams)
         if not self._ever_ready:
             self._ever_ready = sum(c.protocol.answered_count() for c in conns) == expected
+        subscribed = sum(c.protocol.subscribed_count() for c in conns)
         vitals = Vitals(
             ever_ready=self._ever_ready,
             maintenance=self.maintenance,
