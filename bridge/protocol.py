@@ -14,6 +14,7 @@ raised; :class:`~bridge.errors.LocalProtocolError` is raised only for our own bu
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -85,7 +86,7 @@ class Channel:
     """One subscription's state on this connection."""
 
     __slots__ = ("book", "chan_id", "handler", "last_seen", "retries", "retry_at", "state",
-                 "sub", "trade_ids")  # fmt: skip
+                 "sub", "trade_ids", "trade_order")  # fmt: skip
 
     def __init__(self, sub: Subscription) -> None:
         self.sub = sub
@@ -95,7 +96,8 @@ class Channel:
         self.retry_at = 0.0
         self.retries = 0
         self.book: Book | None = None
-        self.trade_ids: dict[int, None] = {}
+        self.trade_ids: set[int] = set()  # published in this epoch (the newest ones)
+        self.trade_order: deque[int] = deque()
         self.handler: Callable[..., list[Event]]
 
 
@@ -349,9 +351,12 @@ class Protocol:
 
     @staticmethod
     def _remember_trade(ch: Channel, trade_id: int) -> None:
-        ch.trade_ids[trade_id] = None
-        if len(ch.trade_ids) > TRADE_IDS_KEPT:
-            del ch.trade_ids[next(iter(ch.trade_ids))]
+        # A set for lookups and a FIFO to forget the oldest: O(1) both (an ordered dict
+        # with deletions at its head makes next(iter()) scan dead slots).
+        ch.trade_ids.add(trade_id)
+        ch.trade_order.append(trade_id)
+        if len(ch.trade_order) > TRADE_IDS_KEPT:
+            ch.trade_ids.discard(ch.trade_order.popleft())
 
     def _book(
         self, ch: Channel, kind: str | None, payload: Any, frame: Any, mts: Any
@@ -482,7 +487,7 @@ class Protocol:
     def _subscribe(self, channel: Channel, now: float) -> None:
         self._transition(channel, S.PENDING)
         channel.last_seen = now
-        channel.trade_ids = {}
+        channel.trade_ids, channel.trade_order = set(), deque()
         sub = channel.sub
         if sub.channel == "book":
             channel.book = Book(funding=sub.funding, raw=sub.raw)

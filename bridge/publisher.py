@@ -28,6 +28,7 @@ import redis
 
 from bridge.errors import RedisUnavailable
 from bridge.log import redact
+from bridge.resp import PipelineWriter, Writer, is_transient
 from bridge.streams import Entry
 
 __all__ = ["Publisher", "connect_redis"]
@@ -62,8 +63,10 @@ class Publisher:
         batch: int = 500,
         buffer: int = 100_000,
         on_lost: Callable[[set[str]], None] | None = None,
+        writer: Writer | None = None,
     ) -> None:
         self._redis = client
+        self._writer: Writer = writer or PipelineWriter(client)
         self.maxlen = maxlen
         self.batch = batch
         self.buffer = buffer
@@ -251,26 +254,22 @@ class Publisher:
         if not chunk:
             return
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for entry in chunk:
-                maxlen = entry.maxlen or self.maxlen
-                pipe.xadd(entry.stream, entry.fields, maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-            replies = pipe.execute(raise_on_error=False)
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            replies = self._writer.write(chunk, self.maxlen)
+        except OSError as exc:
             raise RedisUnavailable(f"{type(exc).__name__}: {redact(str(exc))}") from exc
-        refused = {
-            e.stream for e, r in zip(chunk, replies, strict=True) if isinstance(r, Exception)
-        }
-        if refused:
-            errors = [r for r in replies if isinstance(r, Exception)]
-            if any(isinstance(r, redis.BusyLoadingError | redis.ReadOnlyError) for r in errors):
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if errors:
+            if any(is_transient(r) for r in errors):
                 raise RedisUnavailable(str(errors[0]))
+            refused = {
+                e.stream for e, r in zip(chunk, replies, strict=True) if isinstance(r, Exception)
+            }
             self.dropped += len(errors)
             log.error(
                 "! Redis refused %d XADDs (%s) on %s", len(errors), errors[0], sorted(refused)
             )
             self._lose(refused)
-        self.written += len(chunk) - sum(isinstance(r, Exception) for r in replies)
+        self.written += len(chunk) - len(errors)
 
     def _not_landed(self, chunk: list[Entry]) -> list[Entry]:
         """Drop the entries of a failed pipeline that Redis did store (read back, not guessed).

@@ -61,7 +61,8 @@ class Stream:
     Not thread-safe: one connection thread owns each stream.
     """
 
-    __slots__ = ("discarded", "entries", "epoch", "epochs", "key", "last_ts", "seq", "state")
+    __slots__ = ("discarded", "entries", "epoch", "epochs", "key", "last_ts", "packer", "seq",
+                 "state")  # fmt: skip
 
     def __init__(self, key: str, epochs: EpochSource) -> None:
         self.key = key
@@ -72,6 +73,7 @@ class Stream:
         self.last_ts = 0
         self.discarded = 0  # updates refused because no epoch was live (a bug if ever > 0)
         self.entries = 0  # entries made by this process
+        self.packer = msgpack.Packer()  # reused: one owner thread per stream
 
     def reset(self, reason: str, ts: int, *, force: bool = False) -> Entry | None:
         """End the current epoch (if any) with a ``reset`` entry; None if already reset,
@@ -110,7 +112,7 @@ class Stream:
                                                 "seq": self.seq, "ts": ts}  # fmt: skip
         if mts is not None:
             fields["mts"] = int(mts)
-        fields["data"] = msgpack.packb(data)
+        fields["data"] = self.packer.pack(data)
         return Entry(self.key, fields)
 
 

@@ -42,6 +42,7 @@ from bridge.health import HealthReporter, Vitals, health_key, status_of
 from bridge.log import redact
 from bridge.protocol import Protocol
 from bridge.publisher import Publisher, connect_redis
+from bridge.resp import RespWriter
 from bridge.shards import plan
 from bridge.streams import EVENTS_MAXLEN, Entry, EpochSource, Stream
 from bridge.subscription import Subscription
@@ -70,6 +71,7 @@ class Worker:
             batch=config["redis.batch"],
             buffer=config["redis.buffer"],
             on_lost=self._on_lost,
+            writer=RespWriter(config["redis.url"]) if client is None else None,
         )
         epochs = EpochSource(self.run_id)
         self.streams = {
