@@ -154,8 +154,9 @@ class RedisServer:
     what was written (as a production Redis would); the shared server is never touched.
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *extra: str) -> None:
         self.directory = directory
+        self.extra = list(extra)
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
@@ -166,10 +167,10 @@ class RedisServer:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--dir", str(self.directory), "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always"],
+             "--appendfsync", "always", *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        client = redis.Redis(port=self.port)
+        client = self.client()
         wait_until(lambda: _pings(client), 10, f"redis-server on port {self.port}")
 
     def stop(self) -> None:
@@ -179,7 +180,9 @@ class RedisServer:
             self.proc.wait(10)
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port)
+        password = self.extra[self.extra.index("--requirepass") + 1] if "--requirepass" in \
+            self.extra else None  # fmt: skip
+        return redis.Redis(port=self.port, password=password)
 
 
 def _pings(client: redis.Redis) -> bool:
