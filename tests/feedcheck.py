@@ -58,43 +58,12 @@ def _records(name: str, payload: Any) -> list[dict[str, Any]]:
 
 
 def expected_entries(frames: list[Any]) -> Expected:
-    """Per stream name, the entries the emulator's frames call for (see module docstring)."""
-    names: dict[tuple[int, int], str] = {}
-    started: set[tuple[int, int]] = set()
-    seen_trades: dict[tuple[int, int], set[int]] = defaultdict(set)
-    out: Expected = defaultdict(list)
-    for frame in frames:
-        if frame.direction != "sent":
-            continue
-        try:
-            msg = orjson.loads(frame.text)
-        except orjson.JSONDecodeError:
-            continue  # an injected malformed frame: no data
-        if isinstance(msg, dict):
-            if msg.get("event") == "subscribed":
-                names[(frame.conn_id, msg["chanId"])] = stream_name(msg)
-            elif msg.get("event") == "unsubscribed":
-                names.pop((frame.conn_id, msg["chanId"]), None)
-            continue
-        chan = (frame.conn_id, msg[0])
-        name = names.get(chan)
-        if name is None or msg[1] in ("hb", "cs", "tu", "ftu"):
-            continue
-        if msg[1] in ("te", "fte"):
-            record = records.trade(msg[2], name.split(":")[1].startswith("f"))
-            if record["id"] not in seen_trades[chan]:
-                seen_trades[chan].add(record["id"])
-                out[name].append(("update", record))
-            continue
-        recs = _records(name, msg[1])
-        if chan not in started:
-            started.add(chan)
-            out[name].append(("snapshot", recs))
-            if name.startswith("trades:"):
-                seen_trades[chan].update(r["id"] for r in recs)
-        else:
-            out[name].extend(("update", rec) for rec in recs)
-    return dict(out)
+    """Per stream name, the entries the emulator's frames call for, every subscription's in
+    order (see :func:`expected_epochs` for them one epoch at a time)."""
+    return {
+        name: [entry for epoch in subscriptions for entry in epoch]
+        for name, subscriptions in expected_epochs(frames).items()
+    }
 
 
 def read_stream(r: redis.Redis, key: str) -> list[dict[str, Any]]:
