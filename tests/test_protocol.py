@@ -1338,3 +1338,26 @@ def test_connect_twice_without_connection_lost_is_a_local_error() -> None:
     protocol.connect(0.0)
     with pytest.raises(LocalProtocolError):
         protocol.connect(1.0)
+
+
+@pytest.mark.parametrize(
+    ("code", "msg", "advice"),
+    [
+        (10300, "symbol: invalid", "check the symbol exists on Bitfinex"),
+        (10301, "subscribe: dup", "Bitfinex thinks it is subscribed already"),
+        (10302, "channel: unknown", "check the channel name"),
+        (10305, "subscribe: limit", "lower bitfinex.channel_limit"),
+        (10011, "prec: invalid", "check the book precision"),
+        (10012, "len: invalid", "check the book length"),
+    ],
+)
+def test_every_subscription_error_is_reported_with_what_to_do(
+    code: int, msg: str, advice: str
+) -> None:
+    """Each subscribe error code gives SubscribeFailed (retry in 5 s) saying what to do, and
+    the other channel of the connection carries on."""
+    wire = Wire(TICKER, TRADES)
+    [failed] = wire.event(error_for(TICKER, code, msg), now=1.0)
+    assert failed == SubscribeFailed(TICKER, code, msg, 5.0)
+    assert advice in str(failed) and "retrying in 5s" in str(failed)
+    assert wire.ack(TRADES, 6, now=1.1) == [Subscribed(TRADES, 6)]
