@@ -18,9 +18,9 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, Protocol
 
 import tenacity
 import websocket
@@ -28,14 +28,14 @@ import websocket
 from bridge.errors import ConnectionLost, HandshakeFailed, is_retryable
 from bridge.events import EntriesLost, Event, Reconnect
 from bridge.log import redact
-from bridge.protocol import Protocol
 from bridge.shards import Pacer
 from bridge.subscription import Subscription
 
-__all__ = ["Connection", "SharedPacer"]
+__all__ = ["Connection", "Core", "SharedPacer"]
 
 log = logging.getLogger(__name__)
 
+STALL_CREDIT = 0.2  # a handler that blocked longer than this gives the time back
 RECV_TIMEOUT = 0.25  # how often a quiet reader checks deadlines and the stop flag
 OPEN_TIMEOUT = 10.0
 HEALTHY_AFTER = 5.0  # a session subscribed this long resets the backoff
@@ -44,11 +44,33 @@ EventHandler = Callable[["Connection", list[Event]], None]
 Reporter = Callable[..., None]  # report(kind, **fields): one entry of the events stream
 
 
-class SharedPacer:
-    """A :class:`~bridge.shards.Pacer` shared by a worker's connection threads."""
+class Core(Protocol):
+    """The sans-I/O core a connection drives: :class:`~bridge.protocol.Protocol` for public
+    channels, :class:`~bridge.account.AccountProtocol` for an authenticated account."""
 
-    def __init__(self, per_minute: int) -> None:
-        self._pacer = Pacer(per_minute, 60.0)
+    @property
+    def channels(self) -> Mapping[Subscription, Any]:
+        """Public channels by subscription; each has ``chan_id`` (int or None)."""
+        ...
+
+    def connect(self, now: float) -> None: ...
+    def feed(self, frame: bytes | str, now: float) -> list[Event]: ...
+    def data_to_send(self) -> list[bytes]: ...
+    def next_deadline(self) -> float: ...
+    def check_timeouts(self, now: float) -> list[Event]: ...
+    def connection_lost(self, reason: str) -> list[Event]: ...
+    def resubscribe(self, sub: Subscription, reason: str, now: float) -> list[Event]: ...
+    def subscribed_count(self) -> int: ...
+    def answered_count(self) -> int: ...
+    def credit(self, seconds: float) -> None: ...
+
+
+class SharedPacer:
+    """A :class:`~bridge.shards.Pacer` shared by a worker's connection threads: at most
+    ``count`` new connections per ``window`` seconds."""
+
+    def __init__(self, count: int, window: float = 60.0) -> None:
+        self._pacer = Pacer(count, window)
         self._lock = threading.Lock()
 
     def wait(self, stopping: threading.Event, name: str) -> bool:
@@ -90,7 +112,7 @@ class Connection:
         self,
         name: str,
         url: str,
-        protocol: Protocol,
+        protocol: Core,
         *,
         on_events: EventHandler,
         pacer: SharedPacer,
@@ -238,7 +260,11 @@ class Connection:
     def _dispatch(self, events: list[Event]) -> None:
         if not events:
             return
+        started = time.monotonic()
         self.on_events(self, events)
+        stalled = time.monotonic() - started
+        if stalled > STALL_CREDIT:  # back-pressure from a slow Redis is not exchange silence
+            self.protocol.credit(stalled)
         for event in events:
             if type(event) is Reconnect:
                 raise ConnectionLost(event.reason)

@@ -216,6 +216,13 @@ class Protocol:
         self._send({"event": "unsubscribe", "chanId": channel.chan_id})
         return events
 
+    def credit(self, seconds: float) -> None:
+        """The reader could not read for ``seconds`` (it waited on Redis back-pressure): that
+        time is not silence, so every silence deadline moves forward by it."""
+        self._last_recv += seconds
+        for channel in self.channels.values():
+            channel.last_seen += seconds
+
     def subscribed_count(self) -> int:
         """Channels acknowledged by the server."""
         return sum(ch.state in (S.SUBSCRIBED, S.LIVE) for ch in self.channels.values())
