@@ -97,10 +97,13 @@ class Scenario:
     def settle_and_check(self, names: list[str] | None = None) -> None:
         """Pause the feed, wait for Redis to hold all that was sent, check every stream."""
         self.emulator.pause()
-        sent = expected_epochs(self.emulator.sent_frames())
         names = names or self.names
+        sent: dict[str, list[Any]] = {}
 
         def done() -> bool:
+            # Re-read the log each time: a resubscribe may still be answered after the pause.
+            sent.clear()
+            sent.update(expected_epochs(self.emulator.sent_frames()))
             return all(caught_up(self.r, self.key(n), sent.get(n, [])) for n in names)
 
         try:
