@@ -36,6 +36,7 @@ __all__ = ["Publisher", "connect_redis"]
 log = logging.getLogger(__name__)
 
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+MAX_INFLIGHT = 2  # chunks sent before the oldest one's replies must be read
 
 
 def connect_redis(url: str, **options: Any) -> redis.Redis:
@@ -79,6 +80,8 @@ class Publisher:
         self.available = True
         self._queue: queue.SimpleQueue[Entry] = queue.SimpleQueue()
         self._pending: deque[Entry] = deque()
+        self._inflight: deque[list[Entry]] = deque()  # sent, replies not read yet
+        self._uncertain = 0  # entries at the head of _pending that may have landed
         self._blocked: set[str] = set()  # streams waiting for their reset after a loss
         self._stopping = threading.Event()
         self._deadline = float("inf")
@@ -87,7 +90,7 @@ class Publisher:
     @property
     def buffered(self) -> int:
         """Entries accepted but not yet acknowledged by Redis."""
-        return len(self._pending) + self._queue.qsize()
+        return len(self._pending) + sum(map(len, self._inflight)) + self._queue.qsize()
 
     def put(self, entry: Entry) -> None:
         """Queue one entry (thread-safe); blocks while the writer is stuck in a slow Redis."""
@@ -140,24 +143,26 @@ class Publisher:
 
     def _loop(self) -> None:
         delay = BACKOFF_MIN
-        retrying = False
         while True:
-            if not self._pending and not self._take(timeout=0.25):
+            if not self._pending and not self._inflight and not self._take(timeout=0.25):
                 if self._stopping.is_set():
                     return
                 continue
             self._take()
             self._enforce_bound()
-            chunk = [self._pending[i] for i in range(min(self.batch, len(self._pending)))]
             try:
-                if retrying:
-                    chunk = self._not_landed(chunk)
-                self._write(chunk)
+                if self._pending and len(self._inflight) < self._depth():
+                    self._send_next()
+                    if self._pending and len(self._inflight) < self._depth():
+                        continue  # keep the pipe full: replies are read when it is
+                if self._inflight:
+                    self._collect_oldest()
             except RedisUnavailable as exc:
+                self._requeue_inflight()
                 self.failures += 1
                 if self.available:
                     log.warning("! %s", exc)
-                self.available, retrying = False, True
+                self.available = False
                 if self._stopping.is_set() and time.monotonic() > self._deadline:
                     self._drop_all("stopping while Redis is unavailable")
                     return
@@ -165,11 +170,61 @@ class Publisher:
                 self._drain_for(delay)
                 delay = min(BACKOFF_MAX, delay * 2)
                 continue
-            for _ in range(min(self.batch, len(self._pending))):
-                self._pending.popleft()
-            if not self.available:
+            if not self.available and not self._inflight and not self._uncertain:
                 log.warning("= Redis is back; %d entries buffered", self.buffered)
-            self.available, retrying, delay = True, False, BACKOFF_MIN
+                self.available, delay = True, BACKOFF_MIN
+
+    def _depth(self) -> int:
+        """Chunks in flight at most: two (send one while Redis answers the other), one while
+        re-sending entries whose fate a failure left unknown."""
+        return 1 if self._uncertain else MAX_INFLIGHT
+
+    def _send_next(self) -> None:
+        """Send the next chunk of the buffer without waiting for its replies."""
+        pending = self._pending
+        chunk = [pending.popleft() for _ in range(min(self.batch, len(pending)))]
+        if self._uncertain:
+            self._uncertain = max(0, self._uncertain - len(chunk))
+            self._inflight.append(chunk)  # in flight from here: requeued if the read fails
+            chunk[:] = self._not_landed(chunk)
+        else:
+            self._inflight.append(chunk)
+        if chunk:
+            try:
+                self._writer.send(chunk, self.maxlen)
+            except OSError as exc:
+                raise RedisUnavailable(f"{type(exc).__name__}: {redact(str(exc))}") from exc
+
+    def _collect_oldest(self) -> None:
+        """Read and check the replies of the oldest chunk in flight."""
+        chunk = self._inflight[0]
+        try:
+            replies = self._writer.collect(len(chunk)) if chunk else []
+        except OSError as exc:
+            raise RedisUnavailable(f"{type(exc).__name__}: {redact(str(exc))}") from exc
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if errors and any(is_transient(r) for r in errors):
+            raise RedisUnavailable(str(errors[0]))
+        self._inflight.popleft()
+        if errors:
+            refused = {
+                e.stream for e, r in zip(chunk, replies, strict=True) if isinstance(r, Exception)
+            }
+            self.dropped += len(errors)
+            log.error(
+                "! Redis refused %d XADDs (%s) on %s", len(errors), errors[0], sorted(refused)
+            )
+            self._lose(refused)
+        self.written += len(chunk) - len(errors)
+
+    def _requeue_inflight(self) -> None:
+        """After a failure, what was in flight goes back to the head of the buffer, in order;
+        whether it landed is found out (read back) before it is sent again."""
+        self._writer.close()
+        for chunk in reversed(self._inflight):
+            self._pending.extendleft(reversed(chunk))
+            self._uncertain += len(chunk)
+        self._inflight.clear()
 
     def _drain_for(self, seconds: float) -> None:
         """Wait ``seconds`` (or until stopping) while still moving queued entries into the
@@ -249,27 +304,6 @@ class Publisher:
         self._blocked |= cut
         if self.on_lost is not None:
             self.on_lost(lost)
-
-    def _write(self, chunk: list[Entry]) -> None:
-        if not chunk:
-            return
-        try:
-            replies = self._writer.write(chunk, self.maxlen)
-        except OSError as exc:
-            raise RedisUnavailable(f"{type(exc).__name__}: {redact(str(exc))}") from exc
-        errors = [r for r in replies if isinstance(r, Exception)]
-        if errors:
-            if any(is_transient(r) for r in errors):
-                raise RedisUnavailable(str(errors[0]))
-            refused = {
-                e.stream for e, r in zip(chunk, replies, strict=True) if isinstance(r, Exception)
-            }
-            self.dropped += len(errors)
-            log.error(
-                "! Redis refused %d XADDs (%s) on %s", len(errors), errors[0], sorted(refused)
-            )
-            self._lose(refused)
-        self.written += len(chunk) - len(errors)
 
     def _not_landed(self, chunk: list[Entry]) -> list[Entry]:
         """Drop the entries of a failed pipeline that Redis did store (read back, not guessed).

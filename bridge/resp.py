@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -31,9 +32,11 @@ TRANSIENT_ERRORS = ("LOADING", "READONLY", "BUSY", "MASTERDOWN", "TRYAGAIN", "CL
 
 
 class Writer(Protocol):
-    """Writes a chunk of entries; returns one reply per entry (errors as values)."""
+    """Sends chunks of entries and, later, reads one reply per entry (errors as values)."""
 
-    def write(self, chunk: Sequence[Entry], maxlen: int) -> list[Any]: ...
+    def send(self, chunk: Sequence[Entry], maxlen: int) -> None: ...
+
+    def collect(self, count: int) -> list[Any]: ...
 
     def close(self) -> None: ...
 
@@ -54,7 +57,12 @@ class RespWriter:
         self._prefixes: dict[tuple[str, int], tuple[bytes, ...]] = {}
 
     def write(self, chunk: Sequence[Entry], maxlen: int) -> list[Any]:
-        """Send every XADD of ``chunk`` in one buffer, then read one reply per entry."""
+        """:meth:`send` then :meth:`collect`: one round trip for the whole chunk."""
+        self.send(chunk, maxlen)
+        return self.collect(len(chunk))
+
+    def send(self, chunk: Sequence[Entry], maxlen: int) -> None:
+        """Send every XADD of ``chunk`` in one buffer; the replies wait in the socket."""
         if self._sock is None:
             self._connect()
         pack = hiredis.pack_command
@@ -67,7 +75,17 @@ class RespWriter:
                 args.append(value)
             buf.append(pack(tuple(args)))
         try:
-            return self._roundtrip(b"".join(buf), len(chunk))
+            self._sock.sendall(b"".join(buf))  # type: ignore[union-attr]
+        except OSError:
+            self.close()
+            raise
+
+    def collect(self, count: int) -> list[Any]:
+        """Read the next ``count`` replies (of what was sent, in order)."""
+        if self._sock is None:
+            raise ConnectionResetError("nothing was sent on this connection")
+        try:
+            return self._read(count)
         except OSError:
             self.close()
             raise
@@ -93,9 +111,13 @@ class RespWriter:
                 self._reader = hiredis.Reader()
 
     def _roundtrip(self, data: bytes, count: int) -> list[Any]:
+        assert self._sock is not None
+        self._sock.sendall(data)
+        return self._read(count)
+
+    def _read(self, count: int) -> list[Any]:
         sock = self._sock
         assert sock is not None
-        sock.sendall(data)
         replies: list[Any] = []
         reader = self._reader
         while len(replies) < count:
@@ -144,6 +166,17 @@ class PipelineWriter:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self._sent: deque[tuple[Sequence[Entry], int]] = deque()
+
+    def send(self, chunk: Sequence[Entry], maxlen: int) -> None:
+        """Remember the chunk: redis-py sends a pipeline when its replies are wanted."""
+        self._sent.append((chunk, maxlen))
+
+    def collect(self, count: int) -> list[Any]:
+        """Run the oldest remembered chunk as one pipeline; its replies, errors as values."""
+        chunk, maxlen = self._sent.popleft()
+        assert len(chunk) == count
+        return self.write(chunk, maxlen)
 
     def write(self, chunk: Sequence[Entry], maxlen: int) -> list[Any]:
         """One pipeline of XADDs; replies with errors as values."""
@@ -158,4 +191,5 @@ class PipelineWriter:
         return replies
 
     def close(self) -> None:
-        """Nothing to close: the client's pool reconnects by itself."""
+        """Forget what was not run; the client's pool reconnects by itself."""
+        self._sent.clear()
