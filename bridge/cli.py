@@ -207,7 +207,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_status(args: argparse.Namespace) -> int:
     from bridge.status import print_status, read_status
 
-    config = load(args.config)
+    config = load(args.config, credentials=False)  # status never authenticates
     groups = [config.group(args.group)] if args.group else list(config.groups)
     try:
         rows = read_status(_client_url(config), config["redis.prefix"], [g.name for g in groups])
@@ -229,7 +229,7 @@ def _redis_url(args: argparse.Namespace) -> str:
     if args.redis:
         return str(args.redis)
     if args.config:
-        return _client_url(load(args.config))
+        return _client_url(load(args.config, credentials=False))
     return "redis://127.0.0.1:6379/0"
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.account_config import ACCOUNT_KEYS, Account, parse_accounts
 from bridge.errors import ConfigError
 from bridge.subscription import (
     Subscription,
@@ -48,6 +49,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("bitfinex", "url", str, "wss://api-pub.bitfinex.com/ws/2",
             "WebSocket v2 endpoint.", env="BFX_BRIDGE_WS_URL"),
+    Setting("bitfinex", "auth_url", str, "wss://api.bitfinex.com/ws/2",
+            "WebSocket v2 endpoint of the [[accounts]] connections (authenticated).",
+            env="BFX_BRIDGE_AUTH_URL"),
     Setting("bitfinex", "channel_limit", int, 25,
             "Most channels subscribed on one connection (Bitfinex allows 25).", minimum=1),
     Setting("bitfinex", "connections_per_minute", int, 20,
@@ -117,6 +121,7 @@ class Config:
     path: str
     settings: Mapping[str, Any]
     groups: tuple[Group, ...] = field(default_factory=tuple)
+    accounts: tuple[Account, ...] = field(default_factory=tuple)
 
     def __getitem__(self, name: str) -> Any:
         """``config["redis.url"]``: a setting's effective value."""
@@ -130,9 +135,17 @@ class Config:
         known = ", ".join(g.name for g in self.groups) or "none"
         raise ConfigError(self.path, "groups", f"no group named {name!r}", f"use one of: {known}")
 
+    def accounts_of(self, group: str) -> tuple[Account, ...]:
+        """The ``[[accounts]]`` served by ``group``'s worker, in config order."""
+        return tuple(a for a in self.accounts if a.group == group)
 
-def load(path: str, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate ``path``; environment overrides win over the file."""
+
+def load(path: str, env: Mapping[str, str] | None = None, *, credentials: bool = True) -> Config:
+    """Read and validate ``path``; environment overrides win over the file.
+
+    ``credentials=False`` checks ``[[accounts]]`` without reading their keys and secrets
+    (commands that never authenticate, such as ``status``, run without them).
+    """
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -140,15 +153,17 @@ def load(path: str, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(path, "-", "file not found", "pass an existing file with -c") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "-", f"not valid TOML ({exc})", "fix the syntax") from None
-    return parse(data, path, os.environ if env is None else env)
+    return parse(data, path, os.environ if env is None else env, credentials=credentials)
 
 
-def parse(data: Mapping[str, Any], path: str, env: Mapping[str, str]) -> Config:
+def parse(
+    data: Mapping[str, Any], path: str, env: Mapping[str, str], *, credentials: bool = True
+) -> Config:
     """Validate an already-parsed TOML document (see :func:`load`)."""
     sections = {s.section for s in SETTINGS}
     for name in data:
-        if name not in sections and name != "groups":
-            _unknown(path, name, [*sections, "groups"])
+        if name not in sections and name not in ("groups", "accounts"):
+            _unknown(path, name, [*sections, "groups", "accounts"])
     settings = {}
     for setting in SETTINGS:
         table = data.get(setting.section, {})
@@ -169,7 +184,18 @@ def parse(data: Mapping[str, Any], path: str, env: Mapping[str, str]) -> Config:
             _check_type(path, name, setting, value)
             settings[name] = _coerce(path, name, setting, value)
     groups = _groups(path, data.get("groups", []))
-    return Config(path, settings, groups)
+    names = tuple(g.name for g in groups)
+    accounts = parse_accounts(path, data.get("accounts", []), names, env, credentials)
+    for index, group in enumerate(groups):
+        if not group.subscriptions and not any(a.group == group.name for a in accounts):
+            raise ConfigError(
+                path,
+                f"groups[{index}]",
+                "has neither symbols, status keys nor accounts",
+                'add symbols = ["tBTCUSD"], status = '
+                '["liq:global"] or an [[accounts]] entry with this group',
+            )
+    return Config(path, settings, groups, accounts)
 
 
 def _unknown(path: str, key: str, known: list[str], prefix: str = "") -> None:
@@ -269,9 +295,6 @@ def _group(path: str, where: str, table: dict[str, Any]) -> Group:
     trades_tu = table.get("trades_tu", False)
     if not isinstance(trades_tu, bool):
         raise ConfigError(path, f"{where}.trades_tu", "must be true or false", "trades_tu = false")
-    if not symbols and not status:
-        raise ConfigError(path, where, "has neither symbols nor status keys",
-                          "add symbols = [\"tBTCUSD\"] or status = [\"liq:global\"]")  # fmt: skip
     for symbol in symbols:
         if not is_valid_symbol(symbol):
             raise ConfigError(
@@ -325,6 +348,8 @@ def settings_reference() -> str:
         lines.append(f"| `{s.section}.{s.key}` | `{default}` | `{s.env_name}` | {s.doc} |")
     for key, doc in GROUP_KEYS.items():
         lines.append(f"| `groups[].{key}` | | | {doc} |")
+    for key, doc in ACCOUNT_KEYS.items():
+        lines.append(f"| `accounts[].{key}` | | | {doc} |")
     return "\n".join(lines)
 
 

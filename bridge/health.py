@@ -26,6 +26,7 @@ FIELDS = (
     "status", "pid", "host", "updated", "started", "connections", "subscribed", "expected",
     "msgs", "msg_rate", "reconnects", "checksum_errors", "malformed", "subscribe_errors",
     "last_msg", "buffered", "dropped", "written", "backpressure", "redis", "run_id", "version",
+    "accounts", "auth_failures",
 )  # fmt: skip
 
 
@@ -42,6 +43,8 @@ class Vitals:
     redis_ok: bool
     buffered: int
     buffer_limit: int
+    accounts: int = 0  # [[accounts]] authenticated now
+    accounts_expected: int = 0  # [[accounts]] configured for the group
 
 
 def status_of(v: Vitals) -> str:
@@ -50,8 +53,9 @@ def status_of(v: Vitals) -> str:
     * maintenance: Bitfinex announced it (20060) and has not ended it (20061); silence is
       expected then, not an error.
     * starting: not every channel has been subscribed yet since the worker started.
-    * degraded: a connection is down, a channel is not subscribed, Redis is unavailable, or
-      more than a tenth of the buffer is in use (Redis falling behind).
+    * degraded: a connection is down, a channel is not subscribed, an account is not
+      authenticated, Redis is unavailable, or more than a tenth of the buffer is in use
+      (Redis falling behind).
     """
     if v.maintenance:
         return "maintenance"
@@ -60,6 +64,7 @@ def status_of(v: Vitals) -> str:
     if (
         v.connections < v.shards
         or v.subscribed < v.expected
+        or v.accounts < v.accounts_expected
         or not v.redis_ok
         or v.buffered > v.buffer_limit // 10
     ):

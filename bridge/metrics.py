@@ -26,6 +26,7 @@ COUNTERS = {
     "subscribe_errors": "Subscriptions refused by Bitfinex.",
     "written": "Entries acknowledged by Redis.",
     "dropped": "Entries dropped (buffer full while Redis was unavailable, or refused).",
+    "auth_failures": "Account auths refused by Bitfinex (bad key or secret, nonce too small).",
 }
 GAUGES = {
     "connections": "Bitfinex connections open.",
@@ -55,6 +56,13 @@ class WorkerCollector(Collector):
             gauge = GaugeMetricFamily(f"bfx_bridge_{name}", doc, labels=["group"])
             gauge.add_metric([group], float(fields[name]))
             yield gauge
+        authenticated, configured = str(fields.get("accounts", "0/0")).split("/")
+        accounts = GaugeMetricFamily(
+            "bfx_bridge_accounts", "[[accounts]] by state.", labels=["group", "state"]
+        )
+        accounts.add_metric([group, "authenticated"], float(authenticated))
+        accounts.add_metric([group, "configured"], float(configured))
+        yield accounts
         status = GaugeMetricFamily(
             "bfx_bridge_status", "1 for the worker's current status.", labels=["group", "status"]
         )

@@ -3,8 +3,11 @@
 :class:`Worker` wires the pieces: it plans the group's subscriptions into connections of at
 most ``bitfinex.channel_limit`` channels, gives each a :class:`~bridge.connection.Connection`,
 turns the protocol events of every connection into stream entries, and hands them to the one
-:class:`~bridge.publisher.Publisher`. It stops in order: stop reading, unsubscribe, write a
-``reset`` on every live stream, flush to Redis, close.
+:class:`~bridge.publisher.Publisher`. Each ``[[accounts]]`` entry of the group gets a
+connection of its own to ``bitfinex.auth_url``, driven by an
+:class:`~bridge.account.AccountProtocol`, whose streams are handled like the public ones
+(SPEC §8). It stops in order: stop reading, unsubscribe, write a ``reset`` on every live
+stream, flush to Redis, close.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from typing import Any
 import redis
 
 from bridge import __version__
+from bridge.account import AccountProtocol
+from bridge.account_config import Account
+from bridge.account_events import Authenticated, AuthFailed
 from bridge.config import Config, Group
 from bridge.connection import Connection, SharedPacer
 from bridge.errors import BridgeError
@@ -40,6 +46,7 @@ from bridge.events import (
 )
 from bridge.health import HealthReporter, Vitals, health_key, status_of
 from bridge.log import redact
+from bridge.nonce import NonceSource, nonce_key
 from bridge.protocol import Protocol
 from bridge.publisher import Publisher, connect_redis
 from bridge.resp import RespWriter
@@ -53,6 +60,7 @@ log = logging.getLogger(__name__)
 
 STOP_FLUSH_TIMEOUT = 5.0
 MALFORMED_LOGGED = 20  # then one line per thousand
+AUTH_CONNECTS, AUTH_WINDOW = 5, 15.0  # new connections to the auth domain (ws-v2.md §1.2)
 
 
 class Worker:
@@ -78,7 +86,8 @@ class Worker:
             sub: Stream(f"{self.prefix}:{sub.name}", epochs) for sub in group.subscriptions
         }
         self._owner: dict[str, tuple[Subscription, Connection]] = {}
-        self.counters = {"malformed": 0, "subscribe_errors": 0, "checksum_errors": 0}
+        self.counters = {"malformed": 0, "subscribe_errors": 0, "checksum_errors": 0,
+                         "auth_failures": 0}  # fmt: skip
         self.maintenance = False
         self.started_ms = _now_ms()
         self._ever_ready = False
@@ -115,6 +124,38 @@ class Worker:
             self.connections.append(conn)
             for sub in shard:
                 self._owner[self.streams[sub].key] = (sub, conn)
+        self._nonces: redis.Redis | None = None
+        self._auth_pacer = SharedPacer(AUTH_CONNECTS, AUTH_WINDOW)
+        self.accounts = config.accounts_of(group.name)
+        self.account_connections = [self._account_connection(a, epochs) for a in self.accounts]
+
+    def _account_connection(self, account: Account, epochs: EpochSource) -> Connection:
+        """The connection of one ``[[accounts]]`` entry, and its streams (SPEC §8)."""
+        config = self.config
+        if self._nonces is None:
+            self._nonces = connect_redis(config["redis.url"])
+        nonce = NonceSource(self._nonces, nonce_key(self.prefix, account.api_key))
+        core = AccountProtocol(
+            account,
+            nonce,
+            channel_timeout=config["bitfinex.channel_timeout"],
+            connection_timeout=config["bitfinex.connection_timeout"],
+            ping_interval=config["bitfinex.ping_interval"],
+        )
+        conn = Connection(
+            f"{self.group.name}/account:{account.name}",
+            config["bitfinex.auth_url"],
+            core,
+            on_events=self._on_events,
+            pacer=self._auth_pacer,
+            stopping=self.stopping,
+            report=self._event,
+            throttle_wait=config["bitfinex.throttle_wait"],
+        )
+        for feed in core.feeds.values():
+            stream = self.streams[feed] = Stream(f"{self.prefix}:{feed.name}", epochs)
+            self._owner[stream.key] = (feed, conn)
+        return conn
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -131,9 +172,9 @@ class Worker:
     def start(self) -> None:
         """Announce the new run on every stream, then connect."""
         log.info(
-            "= worker %s (pid %d) starting: %d streams over %d connections, Redis %s",
-            self.group.name, os.getpid(), len(self.streams), len(self.connections),
-            redact(self.config["redis.url"]),
+            "= worker %s (pid %d) starting: %d streams over %d connections, %d accounts, "
+            "Redis %s", self.group.name, os.getpid(), len(self.streams), len(self.connections),
+            len(self.accounts), redact(self.config["redis.url"]),
         )  # fmt: skip
         self.publisher.start()
         self.health.start()
@@ -145,7 +186,7 @@ class Worker:
             if entry is not None:
                 self.publisher.put(entry)
         self._event("worker_start", pid=os.getpid(), host=socket.gethostname())
-        for conn in self.connections:
+        for conn in self.connections + self.account_connections:
             conn.start()
 
     def metrics_port(self) -> int:
@@ -175,7 +216,7 @@ class Worker:
     def stop(self) -> None:
         """Stop in order: connections (unsubscribe, resets), then flush Redis."""
         self.request_stop()
-        for conn in self.connections:
+        for conn in self.connections + self.account_connections:
             conn.join(5.0)
         self._event("worker_stop", pid=os.getpid())
         self.publisher.stop(STOP_FLUSH_TIMEOUT)
@@ -194,11 +235,12 @@ class Worker:
         The message rate is measured between the health thread's calls; other readers
         (metrics) pass ``measure_rate=False`` and get the last measured value.
         """
-        conns = self.connections
-        expected = len(self.streams)
+        conns = self.connections + self.account_connections
+        expected = len(self.group.subscriptions)
         if not self._ever_ready:
-            self._ever_ready = sum(c.protocol.answered_count() for c in conns) == expected
-        subscribed = sum(c.protocol.subscribed_count() for c in conns)
+            answered = sum(c.protocol.answered_count() for c in conns)
+            self._ever_ready = answered == expected + len(self.accounts)
+        subscribed = sum(c.protocol.subscribed_count() for c in self.connections)
         vitals = Vitals(
             ever_ready=self._ever_ready,
             maintenance=self.maintenance,
@@ -209,6 +251,8 @@ class Worker:
             redis_ok=self.publisher.available,
             buffered=self.publisher.buffered,
             buffer_limit=self.publisher.buffer,
+            accounts=sum(c.protocol.subscribed_count() for c in self.account_connections),
+            accounts_expected=len(self.accounts),
         )
         msgs = sum(c.msgs for c in conns)
         if measure_rate:
@@ -231,6 +275,8 @@ class Worker:
             "checksum_errors": self.counters["checksum_errors"],
             "malformed": self.counters["malformed"],
             "subscribe_errors": self.counters["subscribe_errors"],
+            "accounts": f"{vitals.accounts}/{vitals.accounts_expected}",
+            "auth_failures": self.counters["auth_failures"],
             "last_msg": int(max((c.last_msg for c in conns), default=0.0) * 1000),
             "buffered": vitals.buffered,
             "dropped": self.publisher.dropped,
@@ -297,8 +343,21 @@ class Worker:
             self._event("maintenance", active=int(event.active), connection=conn.name)
         elif isinstance(event, ServerInfo | ServerError):
             log.info("< %s: %s", conn.name, event)
+        elif isinstance(event, Authenticated | AuthFailed):
+            self._on_auth(conn, event)
         else:
             log.info("= %s: %s", conn.name, event)
+
+    def _on_auth(self, conn: Connection, event: Authenticated | AuthFailed) -> None:
+        """An account's auth outcome: health, a log line and an event (never a credential)."""
+        if isinstance(event, Authenticated):
+            log.info("= %s: %s", conn.name, event)
+            self._event("authenticated", account=event.account, connection=conn.name)
+            return
+        self.counters["auth_failures"] += 1
+        log.warning("! %s: %s", conn.name, event)
+        self._event("auth_failed", account=event.account, connection=conn.name,
+                    code=event.code, msg=event.msg, fix=event.fix)  # fmt: skip
 
     def _on_lost(self, streams: set[str]) -> None:
         """Entries of ``streams`` were dropped: reset and resubscribe each (writer thread)."""

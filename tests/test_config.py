@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.account_config import ACCOUNT_KEYS
 from bridge.config import GROUP_KEYS, SETTINGS, Config, load, settings_reference
 from bridge.errors import ConfigError
 from bridge.subscription import Subscription
@@ -478,4 +479,4 @@ def test_settings_reference_lists_every_setting() -> None:
     assert "| `redis.maxlen` | `100000` |" in reference
     for key in ("name", "symbols", "channels", "status", "trades_tu"):
         assert f"| `groups[].{key}` |" in reference
-    assert len(rows) == 2 + len(SETTINGS) + len(GROUP_KEYS)
+    assert len(rows) == 2 + len(SETTINGS) + len(GROUP_KEYS) + len(ACCOUNT_KEYS)

@@ -4,6 +4,7 @@ fault into a running emulator through its HTTP control API, :mod:`bridge.emulato
 ::
 
     bfx-bridge emulator --port 8765 --control-port 8766
+    bfx-bridge emulator --account testkey:testsecret   # auth accepts this pair (channel 0)
     bfx-bridge fault drop --conn 1                  # TCP reset, no close frame
     bfx-bridge fault silence --stream book:tBTCUSD:P0
     bfx-bridge fault maintenance on                 # 20060 + silence; "off": 20061
@@ -87,6 +88,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help='append every frame sent as a JSON line {"conn": N, "t": UNIX_SECONDS, "text": …}',
     )
     parser.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        type=_account,
+        metavar="KEY:SECRET",
+        help="accept auth with this API key and secret (repeatable); its channel 0 gets "
+        "snapshots and scripted order, trade, wallet and position updates. Test credentials "
+        "only: the command line is visible to other local users",
+    )
+    parser.add_argument(
         "--control-port",
         type=int,
         default=None,
@@ -110,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         log_frames=False,
         frame_sink=_file_sink(log_file) if log_file else None,
         control_port=args.control_port,
+        accounts=dict(args.account),
     )
     stop = threading.Event()
     previous = {sig: signal.signal(sig, _recorder(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -131,6 +143,14 @@ def run(args: argparse.Namespace) -> int:
         if log_file is not None:
             log_file.close()
     return 0
+
+
+def _account(text: str) -> tuple[str, str]:
+    """``KEY:SECRET`` -> (key, secret); argparse reports the error without echoing them."""
+    key, sep, secret = text.partition(":")
+    if not sep or not key or not secret:
+        raise argparse.ArgumentTypeError("write --account KEY:SECRET (both non-empty)")
+    return key, secret
 
 
 def _recorder(stop: threading.Event) -> Callable[[int, FrameType | None], None]:

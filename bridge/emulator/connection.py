@@ -25,8 +25,8 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import orjson
 from websockets.exceptions import ConnectionClosed
@@ -46,6 +46,9 @@ from bridge.emulator.feeds import Batch
 from bridge.emulator.market import Market
 from bridge.emulator.wire import BULK_UPDATES, OB_CHECKSUM, SEQ_ALL, TIMESTAMP, Wire, encode, frame
 
+if TYPE_CHECKING:
+    from bridge.emulator.auth import Accounts
+
 __all__ = ["INFO_MESSAGES", "BodyHook", "EmuConnection", "Host"]
 
 INFO_MESSAGES = {
@@ -64,6 +67,7 @@ class Host(Protocol):
     """What a connection needs from its emulator."""
 
     market: Market
+    accounts: Accounts  # auth requests and channel 0 (bridge.emulator.auth)
     heartbeat_interval: float
     channel_limit: int
     unknown_symbols: frozenset[str]
@@ -80,9 +84,6 @@ class Host(Protocol):
     def record(self, conn_id: int, text: str, direction: str) -> None:
         """Append a frame to the emulator's log."""
         ...
-
-
-_AUTH_FAILED = dict(event="auth", status="FAILED", chanId=0, code=10100, msg="apikey: invalid")
 
 
 def _now_ms() -> int:
@@ -194,6 +195,40 @@ class EmuConnection:
         with self._lock:
             self._hook = hook
 
+    # -- pre-framed sending (bridge.emulator.burst) ----------------------------------
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the send lock: no tick, heartbeat or event goes out until the block ends, so
+        the caller may number and write frames itself (:meth:`reserve_seq`,
+        :meth:`write_frames`)."""
+        with self._lock:
+            yield
+
+    def reserve_seq(self, count: int) -> int | None:
+        """Take ``count`` SEQ_ALL numbers for frames the caller sends under :meth:`exclusive`;
+        returns the first, or None when SEQ_ALL is off (the frames then carry none)."""
+        with self._lock:
+            if not self._flags & SEQ_ALL:
+                return None
+            self._seq += count
+            return self._seq - count + 1
+
+    def write_frames(self, data: bytes) -> bool:
+        """Write whole, unmasked WebSocket frames as they are, under websockets' own lock so
+        that no pong or close frame lands inside one. The caller logs them (host ``record``)
+        first. False once the connection is gone."""
+        ws = self._ws
+        with ws.protocol_mutex:
+            if self._dead or ws.protocol.state is not State.OPEN:
+                return False
+            try:
+                ws.socket.sendall(data)
+            except OSError:
+                self._dead = True
+                return False
+        return True
+
     # -- lifecycle (called by the emulator) ------------------------------------------
 
     def open(self) -> None:
@@ -216,6 +251,7 @@ class EmuConnection:
             self._channels.clear()
             self._heartbeat_due.clear()
             self._corrupt.clear()
+        self._host.accounts.forget(self)  # outside the send lock: accounts lock first
 
     def send_info(self, code: int) -> None:
         """Send ``{"event":"info","code":code,"msg":…}`` (§2.2)."""
@@ -333,8 +369,8 @@ class EmuConnection:
         self._send_event(pong)
 
     def _on_auth(self, request: dict[str, Any]) -> None:
-        """The emulator has no accounts yet: every ``auth`` fails like a bad key (§8.2)."""
-        self._send_event(_AUTH_FAILED)
+        """``auth`` -> OK and channel 0, or FAILED (§8.2; :mod:`bridge.emulator.auth`)."""
+        self._host.accounts.authenticate(self, request)
 
     _HANDLERS: ClassVar[dict[str, Callable[[EmuConnection, dict[str, Any]], None]]] = {
         "conf": _on_conf,
@@ -345,6 +381,36 @@ class EmuConnection:
     }
 
     # -- sending ---------------------------------------------------------------------
+
+    def send_event(self, event: dict[str, Any]) -> None:
+        """Send an event object unless the connection is silent."""
+        self._send_event(event)
+
+    def send_account(self, body: str, *, pub: bool, auth_seq: int) -> bool:
+        """Send ``[0,body,PUB?,AUTH?,MTS?]``: channel 0's trailers (§6). ``pub`` False for
+        ``*-req`` notifications, which carry no public sequence number."""
+        with self._lock:
+            if self._silent or 0 in self._silenced:
+                return False
+            if self._hook is not None:
+                hooked = self._hook(0, body)
+                if hooked is None:
+                    return False
+                body = hooked
+            trailer = []
+            if self._flags & SEQ_ALL:
+                if pub:
+                    self._seq += 1
+                trailer = [self._seq, auth_seq] if pub else [auth_seq]
+            if self._flags & TIMESTAMP:
+                trailer.append(_now_ms())
+            self._send("[0," + body + "".join(f",{x}" for x in trailer) + "]")
+            return True
+
+    def beat(self, chan_id: int) -> None:
+        """Start sending heartbeats on ``chan_id`` (channel 0 once authenticated)."""
+        with self._lock:
+            self._heartbeat_due[chan_id] = time.monotonic() + self._host.heartbeat_interval
 
     def _trailer(self) -> tuple[int | None, int | None]:
         """The next sequence number and the timestamp, each if its flag is on (§6)."""

@@ -11,6 +11,10 @@ to compare against what reached Redis. Nothing is trimmed: that suits short test
 runs (the CLI, demos) pass ``log_frames=False`` and, if they want a record, a
 ``frame_sink``.
 
+Accounts given as ``accounts={key: secret}`` answer ``auth`` on any connection and get
+channel 0: snapshots, then the scripted updates of :mod:`bridge.emulator.ledger`, advanced
+by the same tick (:mod:`bridge.emulator.auth`).
+
 Faults (drops, silence, bad checksums, malformed frames, maintenance, refused handshakes)
 come from :class:`~bridge.emulator.faults.Faults`; with ``control_port`` they can also be
 injected over HTTP (:mod:`bridge.emulator.control`).
@@ -24,13 +28,14 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
+from bridge.emulator.auth import Accounts
 from bridge.emulator.channels import SubscribeError, parse_subscribe
 from bridge.emulator.connection import EmuConnection
 from bridge.emulator.control import ControlServer
@@ -86,6 +91,8 @@ class Emulator(Faults):
         control_port: serve the HTTP control API (:mod:`bridge.emulator.control`) on
             127.0.0.1 at this port, 0 for a free one (see :attr:`control_url`); None for
             no control server.
+        accounts: API key -> secret of the accounts ``auth`` accepts (see
+            :mod:`bridge.emulator.auth`); their state is in :attr:`accounts`.
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class Emulator(Faults):
         log_frames: bool = True,
         frame_sink: Callable[[SentFrame], None] | None = None,
         control_port: int | None = None,
+        accounts: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -114,6 +122,7 @@ class Emulator(Faults):
         self.market = Market(
             seed=seed, tick_interval=tick_interval, updates_per_tick=updates_per_tick
         )
+        self.accounts = Accounts(accounts or {}, self.market)
         self._log_frames = log_frames
         self._frame_sink = frame_sink
         self._log: list[SentFrame] = []
@@ -330,3 +339,4 @@ class Emulator(Faults):
             for subscribers, batch in deliveries:
                 for subscriber, chan_id in subscribers:
                     subscriber.deliver(chan_id, batch)
+            self.accounts.tick(time.time_ns() // 1_000_000)
