@@ -48,6 +48,8 @@ class Core(Protocol):
     """The sans-I/O core a connection drives: :class:`~bridge.protocol.Protocol` for public
     channels, :class:`~bridge.account.AccountProtocol` for an authenticated account."""
 
+    maintenance: bool  # Bitfinex announced maintenance (20060) on this connection
+
     @property
     def channels(self) -> Mapping[Subscription, Any]:
         """Public channels by subscription; each has ``chan_id`` (int or None)."""

@@ -79,20 +79,25 @@ class SubscribeFailed(Event):
     msg: str
     retry_in: float
 
+    @property
+    def advice(self) -> str:
+        """What an operator can do about it."""
+        return _ADVICE.get(self.code, "see the Bitfinex error code")
+
     def __str__(self) -> str:
         return (
-            f"subscribe {self.sub} refused: {self.code} {self.msg} ({_ADVICE.get(self.code, '')}"
+            f"subscribe {self.sub} refused: {self.code} {self.msg} ({self.advice}; "
             f"retrying in {self.retry_in:.0f}s)"
         )
 
 
 _ADVICE = {
-    10300: "check the symbol exists on Bitfinex; ",
-    10301: "Bitfinex thinks it is subscribed already; ",
-    10302: "check the channel name; ",
-    10305: "too many channels on one connection, lower bitfinex.channel_limit; ",
-    10011: "check the book precision; ",
-    10012: "check the book length; ",
+    10300: "check the symbol exists on Bitfinex",
+    10301: "Bitfinex thinks it is subscribed already; the connection is reopened",
+    10302: "check the channel name",
+    10305: "too many channels on one connection, lower bitfinex.channel_limit",
+    10011: "check the book precision",
+    10012: "check the book length",
 }
 
 

@@ -119,8 +119,11 @@ class HealthReporter:
     def write(self) -> None:
         """One refresh: HSET both hashes and set their TTL, in one round trip."""
         fields, streams = self.collect()
+        fields = {**fields, "interval": self.interval}
         ttl_ms = int(self.interval * 3000)
-        pipe = self._redis.pipeline(transaction=False)
+        # One transaction: if Redis refuses the HSET (out of memory…), the PEXPIRE must not
+        # keep a stale "ok" alive.
+        pipe = self._redis.pipeline(transaction=True)
         pipe.hset(self.key, mapping={k: str(v) for k, v in fields.items()})
         pipe.pexpire(self.key, ttl_ms)
         if streams:

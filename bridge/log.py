@@ -16,15 +16,19 @@ __all__ = ["redact", "setup"]
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^/\s]+)@", re.I)
 
 
+_QUERY_SECRET = re.compile(r"(?P<name>[?&](?:ssl_)?password=)[^&\s#]*", re.I)
+
+
 def redact(text: str) -> str:
-    """Replace credentials in URLs: ``redis://u:secret@h`` → ``redis://u:***@h``."""
+    """Replace credentials in URLs: ``redis://u:secret@h`` → ``redis://u:***@h``, and
+    ``?password=secret`` → ``?password=***``."""
 
     def hide(match: re.Match[str]) -> str:
         user, sep, _ = match.group("userinfo").partition(":")
         masked = f"{user}:***" if sep else "***"
         return f"{match.group('scheme')}{masked}@"
 
-    return _CREDENTIALS.sub(hide, text)
+    return _QUERY_SECRET.sub(r"\g<name>***", _CREDENTIALS.sub(hide, text))
 
 
 class _RedactingFormatter(logging.Formatter):

@@ -459,7 +459,10 @@ class Protocol:
         channel.retries += 1
         delay = min(RETRY_MAX, RETRY_MIN * 2 ** (channel.retries - 1))
         channel.retry_at = now + delay
-        return [SubscribeFailed(channel.sub, code, text, delay)]
+        failed = SubscribeFailed(channel.sub, code, text, delay)
+        if code == 10301:  # the server holds a channel we lost track of: start clean
+            return [failed, Reconnect(f"{channel.sub}: server says already subscribed (10301)")]
+        return [failed]
 
     def _on_info(self, msg: dict[str, Any], now: float) -> list[Event]:
         code = msg.get("code")

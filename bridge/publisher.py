@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 MAX_INFLIGHT = 2  # chunks sent before the oldest one's replies must be read
+LOST_SPACING, LOST_SPACING_MAX = 5.0, 300.0  # between two resets of one stream for losses
+LOST_STREAK_RESET = 600.0  # a stream that lost nothing for this long starts afresh
 
 
 def connect_redis(url: str, **options: Any) -> redis.Redis:
@@ -83,6 +85,8 @@ class Publisher:
         self._inflight: deque[list[Entry]] = deque()  # sent, replies not read yet
         self._uncertain = 0  # entries at the head of _pending that may have landed
         self._blocked: set[str] = set()  # streams waiting for their reset after a loss
+        self._to_notify: set[str] = set()  # streams that lost entries, worker not told yet
+        self._notified: dict[str, tuple[float, int]] = {}  # stream -> (last told, streak)
         self._stopping = threading.Event()
         self._deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
@@ -173,6 +177,8 @@ class Publisher:
             if not self.available and not self._inflight and not self._uncertain:
                 log.warning("= Redis is back; %d entries buffered", self.buffered)
                 self.available, delay = True, BACKOFF_MIN
+            if self._to_notify and self.available:
+                self._notify_lost()
 
     def _depth(self) -> int:
         """Chunks in flight at most: two (send one while Redis answers the other), one while
@@ -182,18 +188,35 @@ class Publisher:
     def _send_next(self) -> None:
         """Send the next chunk of the buffer without waiting for its replies."""
         pending = self._pending
-        chunk = [pending.popleft() for _ in range(min(self.batch, len(pending)))]
         if self._uncertain:
-            self._uncertain = max(0, self._uncertain - len(chunk))
-            self._inflight.append(chunk)  # in flight from here: requeued if the read fails
-            chunk[:] = self._not_landed(chunk)
-        else:
-            self._inflight.append(chunk)
+            self._settle_uncertain()
+        chunk = [pending.popleft() for _ in range(min(self.batch, len(pending)))]
+        self._inflight.append(chunk)  # in flight from here: requeued if sending fails
         if chunk:
             try:
                 self._writer.send(chunk, self.maxlen)
             except OSError as exc:
                 raise RedisUnavailable(f"{type(exc).__name__}: {redact(str(exc))}") from exc
+
+    def _settle_uncertain(self) -> None:
+        """Find out which of the entries a failure left in doubt did land, all in one pass.
+
+        First the old connection is fenced off (killed by id on the server), so that nothing
+        it sent can land after the read-back; then each stream's last stored entry says
+        which prefix of its doubtful entries landed, across however many chunks they were.
+        """
+        pending = self._pending
+        region = [pending.popleft() for _ in range(min(self._uncertain, len(pending)))]
+        try:
+            self._writer.fence()
+            survivors = self._not_landed(region)
+        except (OSError, RedisUnavailable) as exc:
+            pending.extendleft(reversed(region))  # still in doubt: try again later
+            if isinstance(exc, RedisUnavailable):
+                raise
+            raise RedisUnavailable(f"{type(exc).__name__}: {redact(str(exc))}") from exc
+        self._uncertain = 0
+        pending.extendleft(reversed(survivors))
 
     def _collect_oldest(self) -> None:
         """Read and check the replies of the oldest chunk in flight."""
@@ -275,6 +298,7 @@ class Publisher:
         while len(self._pending) > self.buffer:
             lost.add(self._pending.popleft().stream)
             self.dropped += 1
+            self._uncertain = max(0, self._uncertain - 1)  # the doubtful ones go first
         if lost:
             log.error("! buffer full (%d): dropped oldest entries of %s", self.buffer, sorted(lost))
             self._lose(lost)
@@ -302,8 +326,26 @@ class Publisher:
             kept.append(entry)
         self._pending = kept
         self._blocked |= cut
-        if self.on_lost is not None:
-            self.on_lost(lost)
+        self._to_notify |= lost
+
+    def _notify_lost(self) -> None:
+        """Tell the worker which streams lost entries, once Redis takes writes again (a
+        resubscribe while it is still away would only lose the fresh snapshot too), and at
+        most once per stream per spacing that doubles while losses repeat (a stream Redis
+        keeps refusing must not turn into a subscribe storm)."""
+        now = time.monotonic()
+        due = set()
+        for stream in self._to_notify:
+            last, streak = self._notified.get(stream, (-1e9, 0))
+            if now - last > LOST_STREAK_RESET:
+                streak = 0
+            if now - last >= min(LOST_SPACING_MAX, LOST_SPACING * 2**streak) or streak == 0:
+                due.add(stream)
+                self._notified[stream] = (now, streak + 1)
+        if due:
+            self._to_notify -= due
+            if self.on_lost is not None:
+                self.on_lost(due)
 
     def _not_landed(self, chunk: list[Entry]) -> list[Entry]:
         """Drop the entries of a failed pipeline that Redis did store (read back, not guessed).

@@ -28,7 +28,20 @@ from bridge.streams import Entry
 __all__ = ["PipelineWriter", "RespWriter", "Writer", "is_transient"]
 
 # Error replies after which the same write may succeed later (the server is not ready).
-TRANSIENT_ERRORS = ("LOADING", "READONLY", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+# Out of memory, unable to persist (MISCONF) or not yet authenticated are "not now" too: the
+# entries wait in the buffer rather than being dropped and resubscribed in a loop.
+TRANSIENT_ERRORS = (
+    "LOADING",
+    "READONLY",
+    "BUSY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "OOM",
+    "MISCONF",
+    "NOAUTH",
+    "NOREPLICAS",
+)
 
 
 class Writer(Protocol):
@@ -37,6 +50,9 @@ class Writer(Protocol):
     def send(self, chunk: Sequence[Entry], maxlen: int) -> None: ...
 
     def collect(self, count: int) -> list[Any]: ...
+
+    def fence(self) -> None:
+        """Make sure nothing sent before a failure can still land (before a read-back)."""
 
     def close(self) -> None: ...
 
@@ -54,7 +70,7 @@ class RespWriter:
         self.timeout = timeout
         self._sock: socket.socket | None = None
         self._reader = hiredis.Reader()
-        self._prefixes: dict[tuple[str, int], tuple[bytes, ...]] = {}
+        self._client_id: int | None = None  # CLIENT ID of the current/last connection
 
     def write(self, chunk: Sequence[Entry], maxlen: int) -> list[Any]:
         """:meth:`send` then :meth:`collect`: one round trip for the whole chunk."""
@@ -101,6 +117,15 @@ class RespWriter:
             raise
         return reply
 
+    def fence(self) -> None:
+        """Connect afresh and kill the previous connection on the server: commands it sent
+        that Redis has not run yet are then never run (a timeout does not mean "not sent")."""
+        previous = self._client_id
+        self.close()
+        self._connect()
+        if previous is not None and previous != self._client_id:
+            self.command(b"CLIENT", b"KILL", b"ID", previous)  # "No such client" is fine
+
     def close(self) -> None:
         """Drop the socket; the next write reconnects."""
         if self._sock is not None:
@@ -142,8 +167,7 @@ class RespWriter:
             sock = socket.create_connection((host, port), timeout=self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if opts.get("connection_class") is redis.connection.SSLConnection:
-                context = ssl.create_default_context()  # certificate verification stays on
-                sock = context.wrap_socket(sock, server_hostname=host)
+                sock = self._tls(sock, host)
         self._sock, self._reader = sock, hiredis.Reader()
         try:
             if opts.get("password") is not None:
@@ -151,9 +175,22 @@ class RespWriter:
                 self._check(self.command(b"AUTH", *auth, opts["password"]), "AUTH")
             if opts.get("db"):
                 self._check(self.command(b"SELECT", opts["db"]), "SELECT")
+            client_id = self.command(b"CLIENT", b"ID")  # an error if CLIENT is renamed
+            self._client_id = client_id if isinstance(client_id, int) else None
         except Exception:
             self.close()
             raise
+
+    def _tls(self, sock: socket.socket, host: str) -> socket.socket:
+        """TLS with verification on; a private CA and a client certificate come from the
+        URL's ``ssl_ca_certs``, ``ssl_certfile`` and ``ssl_keyfile`` as for redis-py."""
+        opts = self.options
+        context = ssl.create_default_context(cafile=opts.get("ssl_ca_certs"))
+        if opts.get("ssl_certfile"):
+            context.load_cert_chain(opts["ssl_certfile"], opts.get("ssl_keyfile"))
+        if opts.get("ssl_check_hostname") is False:
+            context.check_hostname = False  # an explicit choice in the URL; CA still checked
+        return context.wrap_socket(sock, server_hostname=host)
 
     def _check(self, reply: Any, what: str) -> None:
         if isinstance(reply, Exception):
@@ -189,6 +226,9 @@ class PipelineWriter:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise ConnectionError(str(exc)) from exc
         return replies
+
+    def fence(self) -> None:
+        """Nothing to fence: a redis-py pipeline is sent only when its replies are read."""
 
     def close(self) -> None:
         """Forget what was not run; the client's pool reconnects by itself."""

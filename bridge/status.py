@@ -41,7 +41,9 @@ def read_status(url: str, prefix: str, groups: Sequence[str]) -> list[dict[str, 
             row["status"] = "absent"
         row["ttl_ms"] = ttl
         row["age"] = round((now_ms - int(fields["updated"])) / 1000, 1) if fields else None
-        row["ok"] = fields.get("status") == "ok" and ttl is not None and ttl > 0
+        interval = float(fields.get("interval", 2.0)) if fields else 0.0
+        fresh = row["age"] is not None and row["age"] <= 3 * interval
+        row["ok"] = fields.get("status") == "ok" and ttl is not None and ttl > 0 and fresh
         row["streams"] = {k.decode(): orjson.loads(v) for k, v in streams.items()}
         rows.append(row)
     return rows

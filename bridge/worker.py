@@ -88,7 +88,6 @@ class Worker:
         self._owner: dict[str, tuple[Subscription, Connection]] = {}
         self.counters = {"malformed": 0, "subscribe_errors": 0, "checksum_errors": 0,
                          "auth_failures": 0}  # fmt: skip
-        self.maintenance = False
         self.started_ms = _now_ms()
         self._ever_ready = False
         self._rate_mark = (time.monotonic(), 0)
@@ -243,7 +242,9 @@ class Worker:
         subscribed = sum(c.protocol.subscribed_count() for c in self.connections)
         vitals = Vitals(
             ever_ready=self._ever_ready,
-            maintenance=self.maintenance,
+            # from the live protocol state: a reconnect ends maintenance even when its 20061
+            # never arrived (bitfinex-ws-v2.md §2.2 says it may not)
+            maintenance=any(c.protocol.maintenance for c in conns),
             connections=sum(c.connected for c in conns),
             shards=len(conns),
             subscribed=subscribed,
@@ -331,14 +332,14 @@ class Worker:
             self.counters["subscribe_errors"] += 1
             log.warning("! %s: %s", conn.name, event)
             self._event("subscribe_error", stream=self.streams[event.sub].key,
-                        code=event.code, msg=event.msg, retry_in=round(event.retry_in))  # fmt: skip
+                        code=event.code, msg=event.msg, advice=event.advice,
+                        retry_in=round(event.retry_in))  # fmt: skip
         elif isinstance(event, Malformed):
             self.counters["malformed"] += 1
             count = self.counters["malformed"]
             if count <= MALFORMED_LOGGED or count % 1000 == 0:  # a flood must not flood the log
                 log.warning("! %s: %s (%d malformed so far)", conn.name, event, count)
         elif isinstance(event, Maintenance):
-            self.maintenance = event.active
             log.warning("= %s: %s", conn.name, event)
             self._event("maintenance", active=int(event.active), connection=conn.name)
         elif isinstance(event, ServerInfo | ServerError):

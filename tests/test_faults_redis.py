@@ -94,3 +94,33 @@ def _rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def test_redis_refusing_writes_out_of_memory_buffers_without_a_subscribe_storm(
+    emulator: Any, redis_server: RedisServer, spawn: Any, tmp_path: Path
+) -> None:
+    """OOM replies mean "not now": entries wait in the buffer (or are dropped past it and
+    announced later), Bitfinex sees no resubscribe storm, health stops saying ok, and once
+    Redis takes writes again every stream is faithful."""
+    r = redis_server.client()
+    scenario = Scenario(r, "bfx", emulator, spawn, tmp_path, GROUP, redis_url=redis_server.url,
+                        redis_extra="buffer = 300")  # fmt: skip
+    scenario.start()
+    subscribes = _subscribes(emulator)
+    # When Redis answers every write with OOM for a while
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", "1")
+    wait_until(lambda: "OOM" in scenario.worker.output(), 20, "the OOM noticed")
+    wait_until(lambda: "buffer full" in scenario.worker.output(), 30, "the buffer to overflow")
+    # Then no resubscribe happened while Redis refused, and health is not ok
+    assert _subscribes(emulator) == subscribes
+    wait_until(lambda: scenario.health().get("status") != "ok", 15, "health not ok")
+    r.config_set("maxmemory", "0")
+    # And after it: streams that lost entries were reset once each and resnapshotted
+    scenario.settle_and_check()
+    assert _subscribes(emulator) - subscribes <= len(scenario.names)
+    assert scenario.worker.popen.poll() is None
+
+
+def _subscribes(emulator: Any) -> int:
+    return sum('"event":"subscribe"' in f.text for f in emulator.received_frames())

@@ -116,3 +116,21 @@ def test_malformed_frames_are_counted_never_fatal_no_reconnect_no_reset(
     assert scenario.epoch_counts() == {n: 1 for n in scenario.names}
     assert int(scenario.health()["malformed"]) == len(MALFORMED_KINDS)
     assert scenario.worker is not None and "malformed frame" in scenario.worker.output()
+
+
+def test_health_leaves_maintenance_when_the_connection_comes_back_without_20061(
+    emulator: Any, r: redis.Redis, prefix: str, spawn: Any, tmp_path: Path
+) -> None:
+    """Maintenance ended while the connection was down (20061 never heard): once the worker
+    is reconnected and subscribed, health is ok again, not stuck in maintenance."""
+    scenario = Scenario(r, prefix, emulator, spawn, tmp_path, 'symbols = ["tBTCUSD"]\n'
+                        'channels = ["ticker", "book"]\n')  # fmt: skip
+    scenario.start()
+    wait_until(lambda: _with_status(scenario, "ok"), 20, "status ok")
+    emulator.maintenance_start()
+    wait_until(lambda: _with_status(scenario, "maintenance"), 10, "maintenance")
+    emulator.drop()  # the connection goes down during maintenance …
+    emulator.maintenance_end()  # … and maintenance ends while nobody listens
+    scenario.wait_epochs({n: 2 for n in scenario.names}, "new epochs after the reconnect", 30)
+    wait_until(lambda: _with_status(scenario, "ok"), 20, "status ok after the reconnect")
+    scenario.settle_and_check()

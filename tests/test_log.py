@@ -25,6 +25,12 @@ from bridge.log import redact
         # redis-py takes everything up to the last "@" as the password (urlparse rpartition).
         ("redis://:p@ss@host:6379/0", "redis://:***@host:6379/0"),
         ("redis://user:p@ss@host", "redis://user:***@host"),
+        # redis-py also reads passwords from the query string
+        (
+            "redis://127.0.0.1:6379/0?password=secret&db=1",
+            "redis://127.0.0.1:6379/0?password=***&db=1",
+        ),
+        ("rediss://h/0?ssl_password=keypass", "rediss://h/0?ssl_password=***"),
     ],
 )
 def test_redact_hides_passwords(text: str, expected: str) -> None:

@@ -17,6 +17,7 @@ import redis
 
 from bridge.publisher import Publisher
 from bridge.streams import Entry, EpochSource, Stream, decode_fields
+from tests.conftest import wait_until
 
 Call = tuple[str, dict[str, Any], dict[str, Any]]
 
@@ -151,6 +152,8 @@ def test_buffer_bound_drops_oldest_and_reports_their_streams(started: list[Publi
     lost: list[set[str]] = []
     publisher = Publisher(client, maxlen=100, batch=10, buffer=3, on_lost=lost.append)  # type: ignore[arg-type]
     run(publisher, started, [*a, *b, *c])
+    # the worker is told once Redis takes writes again (not while it is away)
+    wait_until(lambda: lost, 5, "on_lost")
     assert lost == [{"bfx:a", "bfx:b"}]
     assert publisher.dropped == 4
     assert client.stream("bfx:a") == [] and client.stream("bfx:b") == []
@@ -221,3 +224,51 @@ def test_not_landed_skips_landed_entries_of_an_earlier_epoch_in_the_chunk() -> N
         server.xadd(entry.stream, entry.fields)  # type: ignore[arg-type]
     publisher = Publisher(server, maxlen=100)
     assert publisher._not_landed([e for e in chunk if e is not None]) == [chunk[-1]]
+
+
+class LandThenLoseReplies:
+    """A writer like RespWriter under a timeout: XADDs land as soon as they are sent, and
+    the first time replies are read the connection fails (replies lost, entries stored)."""
+
+    def __init__(self, server: fakeredis.FakeRedis) -> None:
+        self.server = server
+        self.replies: list[Any] = []
+        self.failed = False
+        self.fences = 0
+
+    def send(self, chunk: list[Entry], maxlen: int) -> None:
+        self.replies += [self.server.xadd(e.stream, e.fields, maxlen=maxlen) for e in chunk]
+
+    def collect(self, count: int) -> list[Any]:
+        if not self.failed:
+            self.failed = True
+            self.replies.clear()
+            raise ConnectionResetError("lost while reading replies")
+        out, self.replies = self.replies[:count], self.replies[count:]
+        return out
+
+    def fence(self) -> None:
+        self.fences += 1
+
+    def close(self) -> None:
+        self.replies.clear()
+
+
+def test_replies_lost_with_two_chunks_in_flight_write_nothing_twice() -> None:
+    """Both chunks in flight landed but their replies were lost: the retry fences the old
+    connection and settles the whole doubtful region at once, so no entry lands twice."""
+    server = fakeredis.FakeRedis()
+    stream = Stream("bfx:book:tBTCUSD:P0", EpochSource("run"))
+    queued = stream.snapshot([{"price": 0}], ts=1, mts=None)
+    queued += [e for i in range(1, 9) if (e := stream.update({"price": i}, ts=1 + i, mts=None))]
+    writer = LandThenLoseReplies(server)
+    publisher = Publisher(server, maxlen=1000, batch=3, writer=writer)
+    publisher.put_all(queued)
+    publisher.start()
+    assert publisher.flush(5.0)
+    publisher.stop(1.0)
+    stored = [decode_fields(f) for _, f in server.xrange("bfx:book:tBTCUSD:P0")]
+    assert [(e["kind"], e["seq"]) for e in stored] == [(e.fields["kind"], e.fields["seq"])
+                                                       for e in queued]  # fmt: skip
+    assert writer.fences == 1
+    assert publisher.written == len(queued) and publisher.dropped == 0
