@@ -88,6 +88,7 @@ class Publisher:
         self._to_notify: set[str] = set()  # streams that lost entries, worker not told yet
         self._notified: dict[str, tuple[float, int]] = {}  # stream -> (last told, streak)
         self._stopping = threading.Event()
+        self._released = threading.Event()
         self._deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
 
@@ -114,8 +115,13 @@ class Publisher:
         writer has taken entries off the queue. While Redis is unavailable the writer keeps
         draining into its bounded buffer, so this only waits on a slow, not a dead, Redis."""
         self.stalls += 1
-        while self._queue.qsize() >= self.queue_limit and not self._stopping.is_set():
+        while self._queue.qsize() >= self.queue_limit and not self._released.is_set():
             time.sleep(0.001)
+
+    def release(self) -> None:
+        """Stop holding readers back (the worker is stopping: they must reach their ordered
+        stop instead of waiting on a slow Redis)."""
+        self._released.set()
 
     def start(self) -> None:
         """Start the writer thread."""
@@ -124,6 +130,7 @@ class Publisher:
     def stop(self, timeout: float = 5.0) -> None:
         """Flush what is queued (for at most ``timeout`` seconds), then stop the writer."""
         self._deadline = time.monotonic() + timeout
+        self._released.set()
         self._stopping.set()
         self._thread.join(timeout + 1.0)
 

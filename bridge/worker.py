@@ -58,7 +58,8 @@ __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
 
-STOP_FLUSH_TIMEOUT = 5.0
+STOP_JOIN_TIMEOUT = 3.0
+STOP_FLUSH_TIMEOUT = 4.0
 MALFORMED_LOGGED = 20  # then one line per thousand
 AUTH_CONNECTS, AUTH_WINDOW = 5, 15.0  # new connections to the auth domain (ws-v2.md §1.2)
 
@@ -93,7 +94,7 @@ class Worker:
         self._rate_mark = (time.monotonic(), 0)
         self._msg_rate = 0.0
         self.health = HealthReporter(
-            connect_redis(config["redis.url"]),
+            connect_redis(config["redis.url"], socket_timeout=2),
             health_key(self.prefix, group.name),
             config["health.interval"],
             self.collect,
@@ -211,12 +212,14 @@ class Worker:
     def request_stop(self) -> None:
         """Ask every thread to stop (safe from any thread); readers notice within 0.25 s."""
         self.stopping.set()
+        self.publisher.release()
 
     def stop(self) -> None:
         """Stop in order: connections (unsubscribe, resets), then flush Redis."""
         self.request_stop()
+        deadline = time.monotonic() + STOP_JOIN_TIMEOUT  # one deadline for all, not each
         for conn in self.connections + self.account_connections:
-            conn.join(5.0)
+            conn.join(max(0.1, deadline - time.monotonic()))
         self._event("worker_stop", pid=os.getpid())
         self.publisher.stop(STOP_FLUSH_TIMEOUT)
         self.health.stop(delete=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,25 @@ def test_redis_refusing_writes_out_of_memory_buffers_without_a_subscribe_storm(
 
 def _subscribes(emulator: Any) -> int:
     return sum('"event":"subscribe"' in f.text for f in emulator.received_frames())
+
+
+def test_sigterm_while_redis_is_paused_still_stops_within_the_deadline(
+    emulator: Any, redis_server: RedisServer, spawn: Any, tmp_path: Path
+) -> None:
+    """SIGTERM while readers are held back by a paused Redis: they are released, the worker
+    stops in order and exits 0 within SPEC's 10 s, saying what could not be written."""
+    r = redis_server.client()
+    scenario = Scenario(r, "bfx", emulator, spawn, tmp_path, GROUP, redis_url=redis_server.url,
+                        redis_extra="batch = 20")  # fmt: skip
+    worker = scenario.start()
+    r.execute_command("CLIENT", "PAUSE", "30000", "WRITE")
+    # 3000 frames after the pause are far more than the writer's queue bound (1000) holds:
+    # by then the readers are held back
+    sent = len(emulator.sent_frames())
+    wait_until(lambda: len(emulator.sent_frames()) > sent + 3000, 20, "readers held back")
+    worker.signal(signal.SIGTERM)
+    try:
+        assert worker.wait(10) == 0, worker.output()[-2000:]
+    finally:
+        r.execute_command("CLIENT", "UNPAUSE")
+    assert "not written" in worker.output() or "stopped" in worker.output()
