@@ -51,6 +51,8 @@ FLAGS = SEQ_ALL | TIMESTAMP | OB_CHECKSUM | BULK_UPDATES
 SUBSCRIBE_ACK_TIMEOUT = 60.0  # acks may come ~13 s late (§3.1); beyond a minute, reconnect
 RETRY_MIN, RETRY_MAX = 5.0, 300.0  # spacing of retries after a subscribe error
 TRADE_IDS_KEPT = 4096  # trade ids remembered per epoch to publish each trade once
+CHURN_LIMIT, CHURN_WINDOW = 3, 60.0  # resubscribes within the window before they are spaced
+GONE_KEPT = 1024  # unsubscribed chanIds remembered (their late data is ignored quietly)
 
 
 class State(enum.Enum):
@@ -75,8 +77,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.SUBSCRIBED: frozenset({S.LIVE, S.UNSUBSCRIBING, S.IDLE}),
     # LIVE -> UNSUBSCRIBING because it went stale, failed a checksum, or maintenance ended.
     S.LIVE: frozenset({S.UNSUBSCRIBING, S.IDLE}),
-    # UNSUBSCRIBING -> PENDING because `unsubscribed` (or 10401 "not subscribed") arrived.
-    S.UNSUBSCRIBING: frozenset({S.PENDING, S.IDLE}),
+    # UNSUBSCRIBING -> PENDING because `unsubscribed` (or 10401 "not subscribed") arrived;
+    # -> FAILED because it was resubscribed too often lately: it waits before the subscribe.
+    S.UNSUBSCRIBING: frozenset({S.PENDING, S.FAILED, S.IDLE}),
     # FAILED -> PENDING because its retry time came.
     S.FAILED: frozenset({S.PENDING, S.IDLE}),
 }
@@ -85,8 +88,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 class Channel:
     """One subscription's state on this connection."""
 
-    __slots__ = ("book", "chan_id", "handler", "last_seen", "retries", "retry_at", "state",
-                 "sub", "trade_ids", "trade_order")  # fmt: skip
+    __slots__ = ("book", "chan_id", "churn", "handler", "last_seen", "retries", "retry_at",
+                 "state", "sub", "trade_ids", "trade_order")  # fmt: skip
 
     def __init__(self, sub: Subscription) -> None:
         self.sub = sub
@@ -96,6 +99,7 @@ class Channel:
         self.retry_at = 0.0
         self.retries = 0
         self.book: Book | None = None
+        self.churn: deque[float] = deque(maxlen=CHURN_LIMIT + 4)  # times it was resubscribed
         self.trade_ids: set[int] = set()  # published in this epoch (the newest ones)
         self.trade_order: deque[int] = deque()
         self.handler: Callable[..., list[Event]]
@@ -136,6 +140,7 @@ class Protocol:
         self._by_sub_id = {sub.name: ch for sub, ch in self.channels.items()}
         self._by_identity = {sub.identity(): ch for sub, ch in self.channels.items()}
         self._gone: set[int] = set()  # chanIds unsubscribed: late data is expected, ignored
+        self._gone_order: deque[int] = deque()
         self._outgoing: list[bytes] = []
         self._seq: int | None = None
         self._last_recv = 0.0
@@ -436,8 +441,20 @@ class Protocol:
         if channel is None or channel.state is not S.UNSUBSCRIBING:
             return [self._malformed("unsubscribed event for no channel we left", frame)]
         self._forget(channel)
-        self._subscribe(channel, now)
+        self._resubscribe_after_unsubscribe(channel, now)
         return [Unsubscribed(channel.sub)]
+
+    def _resubscribe_after_unsubscribe(self, channel: Channel, now: float) -> None:
+        """Subscribe again at once, unless the channel keeps being resubscribed (a book whose
+        checksum keeps failing, a channel that keeps going silent): then wait, 5 s doubling
+        to 5 min, so that one bad channel cannot hammer Bitfinex."""
+        channel.churn.append(now)
+        recent = sum(1 for t in channel.churn if now - t <= CHURN_WINDOW)
+        if recent <= CHURN_LIMIT:
+            self._subscribe(channel, now)
+            return
+        self._transition(channel, S.FAILED)
+        channel.retry_at = now + min(RETRY_MAX, RETRY_MIN * 2 ** (recent - CHURN_LIMIT - 1))
 
     def _on_error(self, msg: dict[str, Any], now: float) -> list[Event]:
         code, text = _int(msg.get("code")), str(msg.get("msg", ""))
@@ -508,6 +525,9 @@ class Protocol:
         if channel.chan_id is not None:
             self._by_id.pop(channel.chan_id, None)
             self._gone.add(channel.chan_id)
+            self._gone_order.append(channel.chan_id)
+            if len(self._gone_order) > GONE_KEPT:
+                self._gone.discard(self._gone_order.popleft())
         channel.chan_id = None
 
     def _transition(self, channel: Channel, new: State) -> None:
@@ -521,6 +541,7 @@ class Protocol:
         self.maintenance = False
         self._by_id.clear()
         self._gone.clear()
+        self._gone_order.clear()
         self._outgoing.clear()
 
     def _send(self, event: dict[str, Any]) -> None:

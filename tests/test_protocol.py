@@ -1313,7 +1313,7 @@ def test_transition_table_edges() -> None:
     assert TRANSITIONS[State.PENDING] == {State.SUBSCRIBED, State.FAILED, State.IDLE}
     assert TRANSITIONS[State.SUBSCRIBED] == {State.LIVE, State.UNSUBSCRIBING, State.IDLE}
     assert TRANSITIONS[State.LIVE] == {State.UNSUBSCRIBING, State.IDLE}
-    assert TRANSITIONS[State.UNSUBSCRIBING] == {State.PENDING, State.IDLE}
+    assert TRANSITIONS[State.UNSUBSCRIBING] == {State.PENDING, State.FAILED, State.IDLE}
     assert TRANSITIONS[State.FAILED] == {State.PENDING, State.IDLE}
 
 
@@ -1364,3 +1364,28 @@ def test_every_subscription_error_is_reported_with_what_to_do(
                     if code == 10301 else [])  # fmt: skip
     assert advice in str(failed) and "retrying in 5s" in str(failed)
     assert wire.ack(TRADES, 6, now=1.1) == [Subscribed(TRADES, 6)]
+
+
+def test_a_channel_resubscribed_again_and_again_is_spaced_out() -> None:
+    """A book whose checksum keeps failing: the first 3 resubscribes in a minute are
+    immediate, the 4th waits 5 s, the 5th 10 s (no hammering of Bitfinex)."""
+    wire = Wire(BOOK)
+    now = 1.0
+    for attempt in range(5):
+        wire.live(BOOK, 10 + attempt, "[[100,1,1]]", now=now)
+        wire.protocol.data_to_send()
+        events = wire.data(10 + attempt, '"cs",12345', now=now + 0.1)
+        assert any(isinstance(e, Interrupted) for e in events)
+        wire.event(f'{{"event":"unsubscribed","status":"OK","chanId":{10 + attempt}}}',
+                   now=now + 0.2)  # fmt: skip
+        sent = [m["event"] for m in wire.sent()]
+        if attempt < 3:
+            assert "subscribe" in sent, attempt
+        else:
+            assert "subscribe" not in sent, attempt
+            delay = 5.0 * 2 ** (attempt - 3)
+            assert wire.protocol.check_timeouts(now + 0.2 + delay - 0.05) == []
+            assert "subscribe" not in [m["event"] for m in wire.sent()]
+            wire.protocol.check_timeouts(now + 0.2 + delay)
+            assert [m["event"] for m in wire.sent()] == ["subscribe"], attempt
+        now += 1.0 + (5.0 * 2 ** (attempt - 3) if attempt >= 3 else 0.0)
