@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 from bridge.account_config import ACCOUNT_KEYS, Account, parse_accounts
 from bridge.errors import ConfigError
+from bridge.log import redact
 from bridge.subscription import (
     Subscription,
     SubscriptionSyntaxError,
@@ -39,6 +41,7 @@ class Setting:
     doc: str
     env: str = ""
     minimum: float | None = None
+    pattern: str = ""  # a str setting must match it (whole value)
 
     @property
     def env_name(self) -> str:
@@ -46,12 +49,15 @@ class Setting:
         return self.env or f"BFX_BRIDGE_{self.section}_{self.key}".upper()
 
 
+WS_URL = r"wss?://\S+"
+REDIS_URL = r"(?:rediss?|unix)://\S+|embedded"
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("bitfinex", "url", str, "wss://api-pub.bitfinex.com/ws/2",
-            "WebSocket v2 endpoint.", env="BFX_BRIDGE_WS_URL"),
+            "WebSocket v2 endpoint.", env="BFX_BRIDGE_WS_URL", pattern=WS_URL),
     Setting("bitfinex", "auth_url", str, "wss://api.bitfinex.com/ws/2",
             "WebSocket v2 endpoint of the [[accounts]] connections (authenticated).",
-            env="BFX_BRIDGE_AUTH_URL"),
+            env="BFX_BRIDGE_AUTH_URL", pattern=WS_URL),
     Setting("bitfinex", "channel_limit", int, 25,
             "Most channels subscribed on one connection (Bitfinex allows 25).", minimum=1),
     Setting("bitfinex", "connections_per_minute", int, 20,
@@ -70,8 +76,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("bitfinex", "verify_checksums", bool, True,
             "Verify every book's CRC32 checksum; a mismatch resets and resubscribes the book."),
     Setting("redis", "url", str, "redis://127.0.0.1:6379/0",
-            "Redis URL (redis://, rediss://, with password), or \"embedded\".",
-            env="BFX_BRIDGE_REDIS_URL"),
+            "Redis URL (redis://, rediss://, unix://, with password), or \"embedded\".",
+            env="BFX_BRIDGE_REDIS_URL", pattern=REDIS_URL),
     Setting("redis", "prefix", str, "bfx", "Prefix of every key the bridge writes."),
     Setting("redis", "maxlen", int, 100_000,
             "Approximate length each stream is trimmed to (XADD MAXLEN ~).", minimum=1),
@@ -240,6 +246,10 @@ def _coerce(path: str, name: str, setting: Setting, raw: Any, source: str = "") 
         raise ConfigError(path, name, f"{value} is too small", f"use at least {setting.minimum}")
     if setting.type is str and not value:
         raise ConfigError(path, name, "is empty", f"e.g. {setting.default!r}")
+    if setting.pattern and not re.fullmatch(setting.pattern, value):
+        shown = redact(value)
+        raise ConfigError(path, name, f"{shown!r}{source} is not a URL of the right kind",
+                          f"e.g. {setting.default!r}")  # fmt: skip
     return value
 
 

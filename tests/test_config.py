@@ -480,3 +480,36 @@ def test_settings_reference_lists_every_setting() -> None:
     for key in ("name", "symbols", "channels", "status", "trades_tu"):
         assert f"| `groups[].{key}` |" in reference
     assert len(rows) == 2 + len(SETTINGS) + len(GROUP_KEYS) + len(ACCOUNT_KEYS)
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value"),
+    [
+        ("bitfinex", "url", "https://api-pub.bitfinex.com/ws/2"),
+        ("bitfinex", "auth_url", "api.bitfinex.com/ws/2"),
+        ("redis", "url", "http://127.0.0.1:6379"),
+        ("redis", "url", "127.0.0.1:6379"),
+    ],
+)
+def test_urls_of_the_wrong_kind_are_refused(
+    tmp_path: Path, table: str, key: str, value: str
+) -> None:
+    """A WebSocket URL must be ws:// or wss://; a Redis URL redis://, rediss://, unix:// or
+    "embedded": anything else is refused before connecting, naming the key."""
+    path = tmp_path / "bridge.toml"
+    path.write_text(
+        f'[{table}]\n{key} = "{value}"\n[[groups]]\nname = "g"\nsymbols = ["tBTCUSD"]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load(str(path), env={})
+    assert info.value.key == f"{table}.{key}" and "not a URL of the right kind" in str(info.value)
+
+
+def test_a_bad_redis_url_is_shown_redacted(tmp_path: Path) -> None:
+    """The refusal of a Redis URL does not repeat its password."""
+    path = tmp_path / "bridge.toml"
+    path.write_text('[redis]\nurl = "http://u:s3cret@h"\n[[groups]]\nname = "g"\n'
+                    'symbols = ["tBTCUSD"]\n')  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load(str(path), env={})
+    assert "s3cret" not in str(info.value)
