@@ -47,6 +47,7 @@ from bridge.events import (
 from bridge.health import HealthReporter, Vitals, health_key, status_of
 from bridge.log import redact
 from bridge.nonce import NonceSource, nonce_key
+from bridge.pacing import HostPacer
 from bridge.protocol import Protocol
 from bridge.publisher import Publisher, connect_redis
 from bridge.resp import RespWriter
@@ -100,7 +101,11 @@ class Worker:
             self.collect,
         )
         self.metrics_server: Any = None
-        pacer = SharedPacer(config["bitfinex.connections_per_minute"])
+        per_minute = config["bitfinex.connections_per_minute"]
+        pacing_client = connect_redis(config["redis.url"], socket_timeout=1,
+                                      socket_connect_timeout=1)  # fmt: skip
+        host = HostPacer(pacing_client, self.prefix, per_minute, 60.0)  # shared by the host
+        pacer = SharedPacer(per_minute, 60.0, host)
         self.connections: list[Connection] = []
         for index, shard in enumerate(plan(group.subscriptions, config["bitfinex.channel_limit"])):
             protocol = Protocol(

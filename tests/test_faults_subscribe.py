@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from bridge.emulator import Emulator
-from tests.conftest import wait_until
+from tests.conftest import wait_until, write_config
 from tests.feedcheck import read_stream
 from tests.scenario import FAST, Scenario
 
@@ -163,3 +163,31 @@ def test_sixty_channels_are_sharded_under_the_server_limit(
     wait_until(lambda: scenario.health().get("subscribed") == "60", 10, "60 subscribed")
     scenario.settle_and_check()
     assert all(read_stream(r, scenario.key(n))[0]["kind"] == "reset" for n in scenario.names)
+
+
+def test_connection_pacing_is_shared_by_every_worker_of_the_host(
+    make_emulator: Any, r: redis.Redis, prefix: str, spawn: Any, tmp_path: Path
+) -> None:
+    """Two workers (two groups) needing 2 connections each, with 2 allowed a minute: the
+    host opens 2 in all, not 2 per worker, and Bitfinex never has to answer 429."""
+    emu = make_emulator(connect_limit=(2, 60.0))
+    groups = """
+[[groups]]
+name = "a"
+symbols = ["tBTCUSD", "tETHUSD"]
+channels = ["ticker", "trades"]
+
+[[groups]]
+name = "b"
+symbols = ["tXRPBTC", "fUSD"]
+channels = ["ticker", "trades"]
+"""
+    config = write_config(tmp_path / "bridge.toml", url=emu.url, prefix=prefix, groups=groups,
+                          extra="channel_limit = 2\nconnections_per_minute = 2\n")  # fmt: skip
+    workers = [spawn("worker", "-c", str(config), "--group", g) for g in ("a", "b")]
+    wait_until(lambda: len(emu.connections()) == 2, 20, "two connections in all")
+    # the two connections the host may open are taken; whoever needs more is paced
+    wait_until(lambda: any("pacing connections" in w.output() for w in workers), 20,
+               "a worker paced by the host's limit")  # fmt: skip
+    assert len(emu.connections()) == 2
+    assert events(r, prefix, "connect_failed") == []  # no 429 provoked
