@@ -18,6 +18,7 @@ COLUMNS = (
     ("group", "GROUP"), ("status", "STATUS"), ("age", "AGE"), ("connections", "CONN"),
     ("subs", "SUBSCRIBED"), ("msg_rate", "MSG/S"), ("reconnects", "RECONN"),
     ("errors", "ERRORS"), ("buffered", "BUFFERED"), ("dropped", "DROPPED"),
+    ("accounts", "ACCOUNTS"),
 )  # fmt: skip
 
 
@@ -57,7 +58,7 @@ def _cell(row: dict[str, Any], column: str) -> str:
     if column == "age":
         return f"{row['age']}s"
     if column == "errors":
-        keys = ("checksum_errors", "malformed", "subscribe_errors")
+        keys = ("checksum_errors", "malformed", "subscribe_errors", "auth_failures")
         return str(sum(int(row.get(k, 0)) for k in keys))
     return str(row.get(column, ""))
 
