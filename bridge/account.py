@@ -46,14 +46,13 @@ from bridge.errors import LocalProtocolError
 from bridge.events import (
     Event,
     Interrupted,
-    Maintenance,
     Malformed,
     Reconnect,
     ServerError,
-    ServerInfo,
     Snapshot,
     Update,
 )
+from bridge.protocol import info_events
 from bridge.subscription import Subscription
 
 __all__ = ["TRANSITIONS", "AccountProtocol", "State", "sign"]
@@ -354,26 +353,10 @@ class AccountProtocol:
         return not isinstance(perms, dict) or bool(perms.get("read", 1))
 
     def _on_info(self, msg: dict[str, Any]) -> list[Event]:
-        code = msg.get("code")
-        if code is None:
-            platform = msg.get("platform")
-            status = platform.get("status") if isinstance(platform, dict) else None
-            info = ServerInfo(msg.get("version"), status, str(msg.get("serverId", "")))
-            if msg.get("version") not in (2, None):
-                return [info, Reconnect(f"server speaks API version {msg.get('version')}, not 2")]
-            if status == 0 and not self.maintenance:
-                self.maintenance = True
-                return [info, Maintenance(True)]
-            return [info]
-        if code == 20051:
-            return [Reconnect("server restarting (info 20051)")]
-        if code == 20060:
-            self.maintenance = True
-            return [Maintenance(True)]
-        if code == 20061:
-            self.maintenance = False
-            return [Maintenance(False), Reconnect("maintenance ended (20061)")]
-        return [ServerError(code if type(code) is int else 0, self._scrub(str(msg.get("msg"))))]
+        events, self.maintenance = info_events(msg, self.maintenance, self._scrub)
+        if msg.get("code") == 20061:  # maintenance over: authenticate afresh
+            events.append(Reconnect("maintenance ended (20061)"))
+        return events
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from bridge.events import (
 )
 from bridge.subscription import Subscription, identity_of
 
-__all__ = ["FLAGS", "TRANSITIONS", "Protocol", "State"]
+__all__ = ["FLAGS", "TRANSITIONS", "Protocol", "State", "info_events"]
 
 # bitfinex-ws-v2.md §3.4: one conf with the sum of the flags (a second conf replaces it).
 SEQ_ALL = 65536
@@ -482,32 +482,14 @@ class Protocol:
         return [failed]
 
     def _on_info(self, msg: dict[str, Any], now: float) -> list[Event]:
-        code = msg.get("code")
-        if code is None:
-            platform = msg.get("platform") or {}
-            status = platform.get("status") if isinstance(platform, dict) else None
-            info = ServerInfo(msg.get("version"), status, str(msg.get("serverId", "")))
-            if msg.get("version") not in (2, None):
-                return [info, Reconnect(f"server speaks API version {msg.get('version')}, not 2")]
-            if status == 0 and not self.maintenance:
-                self.maintenance = True
-                return [info, Maintenance(True)]
-            return [info]
-        if code == 20051:
-            return [Reconnect("server restarting (info 20051)")]
-        if code == 20060:
-            self.maintenance = True
-            return [Maintenance(True)]
-        if code == 20061:
-            self.maintenance = False
-            events: list[Event] = [Maintenance(False)]
+        events, self.maintenance = info_events(msg, self.maintenance)
+        if msg.get("code") == 20061:  # maintenance over: resubscribe every channel (§2.2)
             for channel in self.channels.values():
                 channel.last_seen = now
                 events += self.resubscribe(channel.sub, "maintenance ended (20061)", now)
-            return events
-        if type(code) is not int:
-            return [self._malformed(f"info code {code!r} is not a number", orjson.dumps(msg))]
-        return [ServerError(code, str(msg.get("msg", "")))]
+        if events and type(events[0]) is Malformed:
+            self.malformed += 1
+        return events
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -551,6 +533,36 @@ class Protocol:
         self.malformed += 1
         text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
         return Malformed(reason, text)
+
+
+def info_events(
+    msg: dict[str, Any], maintenance: bool, text: Callable[[str], str] = str
+) -> tuple[list[Event], bool]:
+    """What an ``info`` event means on any connection, public or authenticated, and whether
+    maintenance is on afterwards (bitfinex-ws-v2.md §2). On 20061 the caller adds its own way
+    of resuming; ``text`` may scrub the server's message before it is reported."""
+    code = msg.get("code")
+    if code is None:
+        platform = msg.get("platform")
+        status = platform.get("status") if isinstance(platform, dict) else None
+        info = ServerInfo(msg.get("version"), status, str(msg.get("serverId", "")))
+        if msg.get("version") not in (2, None):
+            return [info, Reconnect(f"server speaks API version {msg.get('version')}, not 2")], (
+                maintenance
+            )
+        if status == 0 and not maintenance:
+            return [info, Maintenance(True)], True
+        return [info], maintenance
+    if code == 20051:
+        return [Reconnect("server restarting (info 20051)")], maintenance
+    if code == 20060:
+        return [Maintenance(True)], True
+    if code == 20061:
+        return [Maintenance(False)], False
+    if type(code) is not int:
+        frame = orjson.dumps(msg).decode()
+        return [Malformed(f"info code {code!r} is not a number", text(frame))], maintenance
+    return [ServerError(code, text(str(msg.get("msg", ""))))], maintenance
 
 
 def _int(value: Any) -> int | None:
