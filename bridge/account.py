@@ -46,13 +46,12 @@ from bridge.errors import LocalProtocolError
 from bridge.events import (
     Event,
     Interrupted,
-    Malformed,
     Reconnect,
     ServerError,
     Snapshot,
     Update,
 )
-from bridge.protocol import info_events
+from bridge.protocol import FrameCore, info_events
 from bridge.subscription import Subscription
 
 __all__ = ["TRANSITIONS", "AccountProtocol", "State", "sign"]
@@ -91,7 +90,7 @@ def sign(secret: str, payload: str) -> str:
     return hmac.new(secret.encode(), payload.encode(), hashlib.sha384).hexdigest()
 
 
-class AccountProtocol:
+class AccountProtocol(FrameCore):
     """The Bitfinex side of one authenticated connection (see the module docstring).
 
     Args:
@@ -229,19 +228,6 @@ class AccountProtocol:
 
     # -- frames in ---------------------------------------------------------------------------
 
-    def feed(self, frame: bytes | str, now: float) -> list[Event]:
-        """Handle one received text frame; return what it means."""
-        self._last_recv = now
-        try:
-            msg = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            return [self._malformed("invalid JSON", frame)]
-        if type(msg) is list:
-            return self._on_array(msg, frame, now)
-        if type(msg) is dict:
-            return self._on_event(msg, frame, now)
-        return [self._malformed("neither an array nor an event object", frame)]
-
     def _on_array(self, msg: list[Any], frame: bytes | str, now: float) -> list[Event]:
         if len(msg) < 2 or msg[0] != 0 or type(msg[0]) is not int or type(msg[1]) is not str:
             return [self._malformed("not a channel-0 message [0, TYPE, …]", frame)]
@@ -377,7 +363,5 @@ class AccountProtocol:
                 text = text.replace(secret.reveal(), "***")
         return text
 
-    def _malformed(self, reason: str, frame: bytes | str) -> Malformed:
-        self.malformed += 1
-        text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
-        return Malformed(reason, self._scrub(text))
+    def _shown(self, text: str) -> str:
+        return self._scrub(text)

@@ -39,7 +39,7 @@ from bridge.events import (
 )
 from bridge.subscription import Subscription, identity_of
 
-__all__ = ["FLAGS", "TRANSITIONS", "Protocol", "State", "info_events"]
+__all__ = ["FLAGS", "TRANSITIONS", "FrameCore", "Protocol", "State", "info_events"]
 
 # bitfinex-ws-v2.md §3.4: one conf with the sum of the flags (a second conf replaces it).
 SEQ_ALL = 65536
@@ -105,7 +105,43 @@ class Channel:
         self.handler: Callable[..., list[Event]]
 
 
-class Protocol:
+class FrameCore:
+    """What every sans-I/O core does with a frame: parse it once, then hand arrays and event
+    objects to the subclass; anything else is a counted :class:`Malformed`, never raised."""
+
+    malformed: int
+    _last_recv: float
+
+    def feed(self, frame: bytes | str, now: float) -> list[Event]:
+        """Handle one received text frame; return what it means."""
+        self._last_recv = now
+        try:
+            msg = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return [self._malformed("invalid JSON", frame)]
+        if type(msg) is list:
+            return self._on_array(msg, frame, now)
+        if type(msg) is dict:
+            return self._on_event(msg, frame, now)
+        return [self._malformed("neither an array nor an event object", frame)]
+
+    def _on_array(self, msg: list[Any], frame: bytes | str, now: float) -> list[Event]:
+        raise NotImplementedError
+
+    def _on_event(self, msg: dict[str, Any], frame: bytes | str, now: float) -> list[Event]:
+        raise NotImplementedError
+
+    def _malformed(self, reason: str, frame: bytes | str) -> Malformed:
+        self.malformed += 1
+        text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
+        return Malformed(reason, self._shown(text))
+
+    def _shown(self, text: str) -> str:
+        """The frame text as it may be reported (a subclass may scrub secrets)."""
+        return text
+
+
+class Protocol(FrameCore):
     """The Bitfinex side of one connection.
 
     Args:
@@ -237,19 +273,6 @@ class Protocol:
         return sum(ch.state not in (S.IDLE, S.PENDING) for ch in self.channels.values())
 
     # -- frames in ---------------------------------------------------------------------------
-
-    def feed(self, frame: bytes | str, now: float) -> list[Event]:
-        """Handle one received text frame; return what it means."""
-        self._last_recv = now
-        try:
-            msg = orjson.loads(frame)
-        except orjson.JSONDecodeError:
-            return [self._malformed("invalid JSON", frame)]
-        if type(msg) is list:
-            return self._on_array(msg, frame, now)
-        if type(msg) is dict:
-            return self._on_event(msg, frame, now)
-        return [self._malformed("neither an array nor an event object", frame)]
 
     def _on_array(self, msg: list[Any], frame: bytes | str, now: float) -> list[Event]:
         if len(msg) < 2 or type(msg[0]) is not int:
@@ -528,11 +551,6 @@ class Protocol:
 
     def _send(self, event: dict[str, Any]) -> None:
         self._outgoing.append(orjson.dumps(event))
-
-    def _malformed(self, reason: str, frame: bytes | str) -> Malformed:
-        self.malformed += 1
-        text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
-        return Malformed(reason, text)
 
 
 def info_events(
