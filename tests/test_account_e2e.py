@@ -111,6 +111,8 @@ class Bridge:
                 value = self.r.xrange(key)
             elif kind == b"hash":
                 value = self.r.hgetall(key)
+            elif kind == b"zset":  # connection pacing
+                value = self.r.zrange(key, 0, -1, withscores=True)
             else:
                 value = self.r.get(key)
             blob += key + b"\n" + repr(value).encode() + b"\n"
