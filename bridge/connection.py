@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import redis
@@ -38,6 +38,7 @@ __all__ = ["Connection", "Core", "SharedPacer"]
 log = logging.getLogger(__name__)
 
 STALL_CREDIT = 0.2  # a handler that blocked longer than this gives the time back
+OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
 RECV_TIMEOUT = 0.25  # how often a quiet reader checks deadlines and the stop flag
 OPEN_TIMEOUT = 10.0
 HEALTHY_AFTER = 5.0  # a session subscribed this long resets the backoff
@@ -105,6 +106,29 @@ class SharedPacer:
             return 0.0
 
 
+class _BufferedReceive:
+    """websocket-client reads each frame with two or three exact-size ``recv`` calls (header,
+    length, payload): a syscall, a GIL hand-off and, with a timeout set, a poll each. This
+    reads up to 256 KiB at a time and serves those small reads from memory (PERFORMANCE.md:
+    the per-message overhead of the I/O library is the bottleneck). Its ``recv`` semantics
+    are the library's own: errors, timeouts and end-of-stream come from the wrapped call."""
+
+    __slots__ = ("_buf", "_pos", "_recv")
+    SIZE = 262144
+
+    def __init__(self, recv: Callable[[int], bytes]) -> None:
+        self._recv = recv
+        self._buf = b""
+        self._pos = 0
+
+    def __call__(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._buf):
+            self._buf, self._pos = self._recv(self.SIZE), 0
+        chunk = self._buf[self._pos : self._pos + bufsize]
+        self._pos += len(chunk)
+        return chunk
+
+
 @contextmanager
 def _translated(what: str) -> Iterator[None]:
     """Map websocket-client and socket errors to ConnectionLost (httpcore style)."""
@@ -151,11 +175,19 @@ class Connection:
         self.connected = False
         self.reconnects = 0
         self.sessions = 0
-        self.last_msg = 0.0  # wall-clock seconds of the last frame received
+        self._last_frame = 0.0  # monotonic time of the last frame received
         self.msgs = 0
         self._ws: websocket.WebSocket | None = None
+        self._next_check = 0.0  # monotonic time of the next check_timeouts
         self._requests: queue.SimpleQueue[tuple[Subscription, str]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"conn-{name}", daemon=True)
+
+    @property
+    def last_msg(self) -> float:
+        """Wall-clock seconds of the last frame received (0 if none yet)."""
+        if not self._last_frame:
+            return 0.0
+        return time.time() - (time.monotonic() - self._last_frame)
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -226,6 +258,7 @@ class Connection:
             ws = websocket.create_connection(
                 self.url, timeout=OPEN_TIMEOUT, skip_utf8_validation=True, enable_multithread=True
             )
+        ws.frame_buffer.recv = _BufferedReceive(ws.frame_buffer.recv)
         self._ws = ws
         self.sessions += 1
         if self.sessions > 1:
@@ -259,22 +292,33 @@ class Connection:
             self._close(ws, graceful=reason == "worker stopped")
 
     def _read_one(self, ws: websocket.WebSocket) -> None:
+        # The hot path: plain try/except (no context managers), one clock read per frame.
         opcode: int | None = None
         data: Any = None
-        with _translated("receive"), suppress(websocket.WebSocketTimeoutException):
+        try:
             opcode, data = ws.recv_data(control_frame=True)
+        except websocket.WebSocketTimeoutException:
+            pass
+        except websocket.WebSocketBadStatusException as exc:
+            raise HandshakeFailed(exc.status_code) from exc
+        except (websocket.WebSocketException, OSError) as exc:
+            raise ConnectionLost(f"receive: {type(exc).__name__}: {exc}") from exc
         now = time.monotonic()
-        if opcode == websocket.ABNF.OPCODE_TEXT:
+        if opcode == OPCODE_TEXT:
             self.msgs += 1
-            self.last_msg = time.time()
+            self._last_frame = now
             self._dispatch(self.protocol.feed(data, now))
         elif opcode == websocket.ABNF.OPCODE_CLOSE:
             raise ConnectionLost(f"server closed the connection ({data[:2].hex() or 'no code'})")
         while not self._requests.empty():
             sub, why = self._requests.get_nowait()
             self._dispatch([EntriesLost(sub, why), *self.protocol.resubscribe(sub, why, now)])
-        if now >= self.protocol.next_deadline():
+        if now >= self._next_check:
             self._dispatch(self.protocol.check_timeouts(now))
+            # the core's deadlines only move later as frames arrive; re-read them at least
+            # every RECV_TIMEOUT (walking every channel after each frame cost a quarter of
+            # the worker's time under bursts)
+            self._next_check = min(self.protocol.next_deadline(), now + RECV_TIMEOUT)
         self._send(ws)
 
     def _dispatch(self, events: list[Event]) -> None:
@@ -290,7 +334,10 @@ class Connection:
                 raise ConnectionLost(event.reason)
 
     def _send(self, ws: websocket.WebSocket) -> None:
-        for frame in self.protocol.data_to_send():
+        frames = self.protocol.data_to_send()
+        if not frames:
+            return
+        for frame in frames:
             with _translated("send"):
                 ws.send(frame)
 

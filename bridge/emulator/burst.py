@@ -334,11 +334,12 @@ def paced(
     seconds: float,
     connections: Iterable[EmuConnection] | None = None,
 ) -> list[Sent]:
-    """Send ``rate`` messages per second for ``seconds`` (a book's ``cs`` goes with its update
-    and is not counted); return each message's send record, in send order.
+    """Send ``rate`` messages per second for about ``seconds`` (a book's ``cs`` goes with its
+    update and is not counted); return each message's send record, in send order.
 
-    The messages are rendered first (:func:`render`), then sent one by one on schedule, each
-    under its connection's send lock with its own SEQ_ALL number and timestamp.
+    The messages are rendered first (:func:`render`, whole market ticks, so up to one tick
+    more than ``rate * seconds``), then sent one by one on schedule, each under its
+    connection's send lock with its own SEQ_ALL number and timestamp.
     """
     count = max(1, int(rate * seconds))
     plans, _ = render(emulator, count, connections)
@@ -350,7 +351,8 @@ def paced(
     start = time.monotonic() + 0.05
     index = 0
     paced_count = 0
-    while index < len(queue) and paced_count < count:
+    while index < len(queue):  # all that was rendered: an unsent book update would
+        # leave the client's book behind the emulator's
         conn, message = queue[index]
         group = [message]
         index += 1
