@@ -52,6 +52,7 @@ class Core(Protocol):
     channels, :class:`~bridge.account.AccountProtocol` for an authenticated account."""
 
     maintenance: bool  # Bitfinex announced maintenance (20060) on this connection
+    checksum_errors: int  # book checksum mismatches counted by the core
 
     @property
     def channels(self) -> Mapping[Subscription, Any]:

@@ -110,6 +110,7 @@ class FrameCore:
     objects to the subclass; anything else is a counted :class:`Malformed`, never raised."""
 
     malformed: int
+    checksum_errors = 0  # book checksum mismatches (only public cores have books)
     _last_recv: float
 
     def feed(self, frame: bytes | str, now: float) -> list[Event]:

@@ -88,7 +88,7 @@ class Worker:
             sub: Stream(f"{self.prefix}:{sub.name}", epochs) for sub in group.subscriptions
         }
         self._owner: dict[str, tuple[Subscription, Connection]] = {}
-        self.counters = {"malformed": 0, "subscribe_errors": 0, "checksum_errors": 0,
+        self.counters = {"malformed": 0, "subscribe_errors": 0,
                          "auth_failures": 0}  # fmt: skip
         self.started_ms = _now_ms()
         self._ever_ready = False
@@ -281,7 +281,7 @@ class Worker:
             "msgs": msgs,
             "msg_rate": round(self._msg_rate, 1),
             "reconnects": sum(c.reconnects for c in conns),
-            "checksum_errors": self.counters["checksum_errors"],
+            "checksum_errors": sum(c.protocol.checksum_errors for c in conns),
             "malformed": self.counters["malformed"],
             "subscribe_errors": self.counters["subscribe_errors"],
             "accounts": f"{vitals.accounts}/{vitals.accounts_expected}",
@@ -329,8 +329,6 @@ class Worker:
             entry = self.streams[event.sub].reset(event.reason, ts, force=forced)
             if entry is not None:
                 self.publisher.put(entry)
-            if event.reason.startswith("checksum"):
-                self.counters["checksum_errors"] += 1
             level = logging.INFO if event.reason == "worker stopped" else logging.WARNING
             log.log(level, "! %s: %s", conn.name, event)
             self._event("reset", stream=self.streams[event.sub].key, reason=event.reason)
