@@ -1,9 +1,11 @@
 """I/O for one Bitfinex connection: socket, reader thread, reconnects.
 
-A :class:`Connection` owns one websocket-client socket (low-level API: ``recv_data`` with
-``skip_utf8_validation``; no ``WebSocketApp``) and one reader thread. The thread opens the
-socket, lets the sans-I/O :class:`~bridge.protocol.Protocol` subscribe everything, feeds it
-every frame, hands the resulting events to the worker, and reconnects forever with
+A :class:`Connection` owns one websocket-client socket (opened with ``create_connection``
+and ``skip_utf8_validation``; no ``WebSocketApp``) and one reader thread. The thread opens the
+socket, lets the sans-I/O :class:`~bridge.protocol.Protocol` subscribe everything, reads the
+socket 256 KiB at a time and splits it into messages with :class:`~bridge.wsframes.FrameReader`
+(websocket-client's per-frame reads cost more than everything else a frame needs), feeds the
+core every message, hands the resulting events to the worker, and reconnects forever with
 tenacity's jittered exponential backoff when the connection fails. A session that ran healthy
 reconnects at once (backoff resets only after proven health); one that failed early backs off.
 
@@ -16,31 +18,35 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
 import redis
 import tenacity
 import websocket
 
-from bridge.errors import ConnectionLost, HandshakeFailed, is_retryable
+from bridge.errors import ConnectionLost, HandshakeFailed, RemoteProtocolError, is_retryable
 from bridge.events import EntriesLost, Event, Reconnect
 from bridge.log import redact
 from bridge.pacing import HostPacer
 from bridge.shards import Pacer
 from bridge.subscription import Subscription
+from bridge.wsframes import BINARY, CLOSE, PING, TEXT, FrameReader, Message
 
 __all__ = ["Connection", "Core", "SharedPacer"]
 
 log = logging.getLogger(__name__)
 
 STALL_CREDIT = 0.2  # a handler that blocked longer than this gives the time back
-OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
+RECV_SIZE = 262144  # one read takes whatever arrived, up to this (a burst: ~2 000 frames)
 RECV_TIMEOUT = 0.25  # how often a quiet reader checks deadlines and the stop flag
 OPEN_TIMEOUT = 10.0
+# Close codes a Close may carry back (RFC 6455 §7.4): not 1005/1006/1015, never sent.
+ECHOED_CLOSE_CODES = frozenset(range(1000, 5000)) - {1004, 1005, 1006, 1015}
 HEALTHY_AFTER = 5.0  # a session subscribed this long resets the backoff
 
 EventHandler = Callable[["Connection", list[Event]], None]
@@ -105,29 +111,6 @@ class SharedPacer:
         except redis.RedisError as exc:
             log.debug("%s: host pacing unavailable (%s); pacing this worker alone", name, exc)
             return 0.0
-
-
-class _BufferedReceive:
-    """websocket-client reads each frame with two or three exact-size ``recv`` calls (header,
-    length, payload): a syscall, a GIL hand-off and, with a timeout set, a poll each. This
-    reads up to 256 KiB at a time and serves those small reads from memory (PERFORMANCE.md:
-    the per-message overhead of the I/O library is the bottleneck). Its ``recv`` semantics
-    are the library's own: errors, timeouts and end-of-stream come from the wrapped call."""
-
-    __slots__ = ("_buf", "_pos", "_recv")
-    SIZE = 262144
-
-    def __init__(self, recv: Callable[[int], bytes]) -> None:
-        self._recv = recv
-        self._buf = b""
-        self._pos = 0
-
-    def __call__(self, bufsize: int) -> bytes:
-        if self._pos >= len(self._buf):
-            self._buf, self._pos = self._recv(self.SIZE), 0
-        chunk = self._buf[self._pos : self._pos + bufsize]
-        self._pos += len(chunk)
-        return chunk
 
 
 @contextmanager
@@ -259,7 +242,6 @@ class Connection:
             ws = websocket.create_connection(
                 self.url, timeout=OPEN_TIMEOUT, skip_utf8_validation=True, enable_multithread=True
             )
-        ws.frame_buffer.recv = _BufferedReceive(ws.frame_buffer.recv)
         self._ws = ws
         self.sessions += 1
         if self.sessions > 1:
@@ -274,8 +256,11 @@ class Connection:
             opened = time.monotonic()
             self.protocol.connect(opened)
             self._send(ws)
+            frames, sock = FrameReader(), ws.sock
+            if sock is None:
+                raise ConnectionLost("the socket closed during the handshake")
             while not self.stopping.is_set():
-                self._read_one(ws)
+                self._read_one(ws, sock, frames)
                 if not healthy and time.monotonic() - opened > HEALTHY_AFTER:
                     healthy = self.protocol.subscribed_count() > 0
             reason = "worker stopped"
@@ -292,25 +277,29 @@ class Connection:
             self.report("disconnected", connection=self.name, reason=reason)
             self._close(ws, graceful=reason == "worker stopped")
 
-    def _read_one(self, ws: websocket.WebSocket) -> None:
-        # The hot path: plain try/except (no context managers), one clock read per frame.
-        opcode: int | None = None
-        data: Any = None
+    def _read_one(self, ws: websocket.WebSocket, sock: socket.socket, frames: FrameReader) -> None:
+        """One ``recv`` of up to 256 KiB, every message in it, then the connection's chores.
+
+        The hot path: one syscall and one clock read per read, not per frame; plain
+        try/except, no context managers. Reading stops at the first message that ends the
+        session (a sequence gap, say): what follows it belongs to no valid epoch."""
         try:
-            opcode, data = ws.recv_data(control_frame=True)
-        except websocket.WebSocketTimeoutException:
-            pass
-        except websocket.WebSocketBadStatusException as exc:
-            raise HandshakeFailed(exc.status_code) from exc
-        except (websocket.WebSocketException, OSError) as exc:
+            data = sock.recv(RECV_SIZE)
+        except TimeoutError:
+            data = None
+        except OSError as exc:
             raise ConnectionLost(f"receive: {type(exc).__name__}: {exc}") from exc
+        if data == b"":
+            raise ConnectionLost("the server closed the TCP connection")
         now = time.monotonic()
-        if opcode == OPCODE_TEXT:
-            self.msgs += 1
-            self._last_frame = now
-            self._dispatch(self.protocol.feed(data, now))
-        elif opcode == websocket.ABNF.OPCODE_CLOSE:
-            raise ConnectionLost(f"server closed the connection ({data[:2].hex() or 'no code'})")
+        if data:
+            try:
+                messages = frames.feed(data)
+            except RemoteProtocolError as exc:
+                raise ConnectionLost(f"receive: {exc.reason}") from exc
+            if messages:
+                self._last_frame = now
+                self._dispatch(self._messages(ws, messages, now))
         while not self._requests.empty():
             sub, why = self._requests.get_nowait()
             self._dispatch([EntriesLost(sub, why), *self.protocol.resubscribe(sub, why, now)])
@@ -321,6 +310,33 @@ class Connection:
             # the worker's time under bursts)
             self._next_check = min(self.protocol.next_deadline(), now + RECV_TIMEOUT)
         self._send(ws)
+
+    def _messages(
+        self, ws: websocket.WebSocket, messages: list[Message], now: float
+    ) -> list[Event]:
+        """The events of a batch of messages, up to the first that ends the session."""
+        feed = self.protocol.feed
+        events: list[Event] = []
+        for opcode, payload in messages:
+            if opcode in (TEXT, BINARY):  # Bitfinex sends text; anything is parsed
+                self.msgs += 1
+                got = feed(payload, now)
+                if got:
+                    events += got
+                    for event in got:
+                        if type(event) is Reconnect:
+                            return events
+            elif opcode == PING:
+                with _translated("send"):
+                    ws.pong(payload)
+            elif opcode == CLOSE:
+                self._dispatch(events)
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                # RFC 6455 §5.5.1: answer a Close with a Close (echoing its code)
+                with suppress(websocket.WebSocketException, OSError):
+                    ws.send_close(code if code in ECHOED_CLOSE_CODES else websocket.STATUS_NORMAL)
+                raise ConnectionLost(f"server closed the connection ({code or 'no code'})")
+        return events
 
     def _dispatch(self, events: list[Event]) -> None:
         if not events:
