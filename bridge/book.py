@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Sequence
-from itertools import zip_longest
 
 __all__ = ["CHECKSUM_DEPTH", "Book", "number_tokens"]
 
@@ -59,24 +58,32 @@ class _Level:
 
 
 class _Side:
-    """One side of a book: levels by sort key, and the keys sorted best first."""
+    """One side of a book: levels by sort key, the keys sorted best first, and each key's
+    ``"key:amount"`` checksum pair at the same index (so the best pairs are one slice)."""
 
-    __slots__ = ("keys", "levels")
+    __slots__ = ("keys", "levels", "pairs")
 
     def __init__(self) -> None:
         self.keys: list[SortKey] = []
         self.levels: dict[SortKey, _Level] = {}
+        self.pairs: list[str] = []
 
     def put(self, key: SortKey, level: _Level) -> None:
         """Add or replace the level at ``key``."""
-        if key not in self.levels:
-            insort(self.keys, key)
+        index = bisect_left(self.keys, key)
+        if key in self.levels:
+            self.pairs[index] = level.pair
+        else:
+            self.keys.insert(index, key)
+            self.pairs.insert(index, level.pair)
         self.levels[key] = level
 
     def pop(self, key: SortKey) -> None:
         """Remove the level at ``key``; an unknown key is ignored (§5.3 rule 3)."""
         if self.levels.pop(key, None) is not None:
-            del self.keys[bisect_left(self.keys, key)]
+            index = bisect_left(self.keys, key)
+            del self.keys[index]
+            del self.pairs[index]
 
     def top(self, depth: int) -> list[_Level]:
         """The ``depth`` best levels, best first (fewer if the side is thinner)."""
@@ -174,11 +181,14 @@ class Book:
         ``PRICE:AMOUNT`` (R0: ``ID:AMOUNT``; funding: RATE/OFFER_ID), joined with ``:``.
         A side with fewer levels just contributes fewer pairs; there is no padding.
         """
-        bids = self._bids.top(CHECKSUM_DEPTH)
-        asks = self._asks.top(CHECKSUM_DEPTH)
-        return ":".join(
-            level.pair for couple in zip_longest(bids, asks) for level in couple if level
-        )
+        bids = self._bids.pairs[:CHECKSUM_DEPTH]
+        asks = self._asks.pairs[:CHECKSUM_DEPTH]
+        # Interleave the common length with two slice assignments, then the longer side's rest.
+        common = min(len(bids), len(asks))
+        pairs = bids[:common] + asks[:common]
+        pairs[::2], pairs[1::2] = bids[:common], asks[:common]
+        pairs += bids[common:] or asks[common:]
+        return ":".join(pairs)
 
     def checksum(self) -> int:
         """CRC-32 (IEEE) of :meth:`preimage` as a signed 32-bit int, like the server's ``cs``."""
@@ -215,5 +225,16 @@ def number_tokens(frame: str | bytes) -> list[str]:
     ``i`` follow from the entry lengths. Numbers inside JSON strings are not numbers and are
     not returned.
     """
-    text = frame.decode() if isinstance(frame, bytes) else frame
+    data = frame if isinstance(frame, bytes) else frame.encode()
+    bare = data.translate(None, b"[]")
+    if not bare.translate(None, _NUMBER_CHARS):
+        # Only numbers, commas and brackets (a book update, nearly always): the numbers are
+        # what the commas separate. A tenth of the regex's cost, which was a tenth of the
+        # worker's under bursts. Empty arrays leave empty tokens.
+        tokens = bare.decode().split(",")
+        return [token for token in tokens if token] if "" in tokens else tokens
+    text = data.decode()
     return [token for token in _TOKEN.findall(text) if token]
+
+
+_NUMBER_CHARS = b"0123456789.-+eE,"  # what a frame of numbers, commas and brackets is made of

@@ -88,11 +88,13 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 class Channel:
     """One subscription's state on this connection."""
 
-    __slots__ = ("book", "chan_id", "churn", "handler", "last_seen", "retries", "retry_at",
-                 "state", "sub", "trade_ids", "trade_order")  # fmt: skip
+    __slots__ = ("book", "chan_id", "churn", "funding", "handler", "last_seen", "retries",
+                 "retry_at", "state", "sub", "to_record", "trade_ids", "trade_order")  # fmt: skip
 
     def __init__(self, sub: Subscription) -> None:
         self.sub = sub
+        self.funding = sub.funding  # read per message: kept, not recomputed
+        self.to_record = records.raw_order if sub.raw else records.book_level  # book channels
         self.state = State.IDLE
         self.chan_id: int | None = None
         self.last_seen = 0.0
@@ -276,27 +278,31 @@ class Protocol(FrameCore):
     # -- frames in ---------------------------------------------------------------------------
 
     def _on_array(self, msg: list[Any], frame: bytes | str, now: float) -> list[Event]:
-        if len(msg) < 2 or type(msg[0]) is not int:
+        size = len(msg)
+        if size < 2 or type(msg[0]) is not int:
             return [self._malformed("array without a channel id and payload", frame)]
         kind: str | None = None
-        if type(msg[1]) is str:
-            kind = msg[1]
-            payload, trailer = (None, msg[2:]) if kind == "hb" else (msg[2:3], msg[3:])
-            payload = payload[0] if payload else None
+        payload: Any = msg[1]
+        if type(payload) is str:  # [chanId, "te"|"cs"|…, payload, SEQ, MTS] or [chanId, "hb", …]
+            kind = payload
+            if kind == "hb":
+                payload, first = None, 2
+            else:
+                payload, first = (msg[2] if size > 2 else None), 3
         else:
-            payload, trailer = msg[1], msg[2:]
+            first = 2
         # Trailing [SEQ, MTS] from SEQ_ALL + TIMESTAMP (§6).
-        seq = trailer[0] if trailer else None
-        mts = trailer[1] if len(trailer) > 1 else None
-        if seq is not None and type(seq) is not int:
-            return [self._malformed("sequence number is not an integer", frame)]
-        if mts is not None and type(mts) not in (int, float):
-            mts = None
+        seq = msg[first] if size > first else None
+        mts = msg[first + 1] if size > first + 1 else None
         if seq is not None:
+            if type(seq) is not int:
+                return [self._malformed("sequence number is not an integer", frame)]
             expected = 1 if self._seq is None else self._seq + 1
             self._seq = seq
             if seq != expected:
                 return [Reconnect(f"sequence gap: expected {expected}, got {seq}")]
+        if mts is not None and type(mts) is not int and type(mts) is not float:
+            mts = None
         channel = self._by_id.get(msg[0])
         if channel is None:
             if msg[0] in self._gone:
@@ -307,7 +313,7 @@ class Protocol(FrameCore):
             return []
         if kind == "cs":
             return self._on_checksum(channel, payload, frame, now)
-        if payload is None or type(payload) is not list:
+        if type(payload) is not list:
             return self._unusable(channel, "payload is not an array", frame, now)
         try:
             return channel.handler(self, channel, kind, payload, frame, mts)
@@ -331,7 +337,7 @@ class Protocol(FrameCore):
     def _ticker(
         self, ch: Channel, kind: str | None, payload: Any, frame: Any, mts: Any
     ) -> list[Event]:
-        record = records.ticker(payload, ch.sub.funding)
+        record = records.ticker(payload, ch.funding)
         if ch.state is S.SUBSCRIBED:
             return self._first(ch, [record], mts)
         return [Update(ch.sub, record, mts)]
@@ -359,7 +365,7 @@ class Protocol(FrameCore):
     def _trades(
         self, ch: Channel, kind: str | None, payload: Any, frame: Any, mts: Any
     ) -> list[Event]:
-        funding = ch.sub.funding
+        funding = ch.funding
         if kind is None:
             if ch.state is not S.SUBSCRIBED:
                 return [self._malformed(f"{ch.sub}: second trades snapshot", frame)]
@@ -399,8 +405,8 @@ class Protocol(FrameCore):
     ) -> list[Event]:
         book = ch.book
         assert book is not None
-        to_record = records.raw_order if ch.sub.raw else records.book_level
-        funding = ch.sub.funding
+        to_record = ch.to_record
+        funding = ch.funding
         nested = not payload or type(payload[0]) is list
         entries = payload if nested else [payload]
         if self.verify_checksums:

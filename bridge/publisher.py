@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -80,7 +80,9 @@ class Publisher:
         self.stalls = 0
         self.failures = 0
         self.available = True
-        self._queue: queue.SimpleQueue[Entry] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[Entry]] = queue.SimpleQueue()  # batches
+        self._queued = 0  # entries in _queue
+        self._queued_lock = threading.Lock()
         self._pending: deque[Entry] = deque()
         self._inflight: deque[list[Entry]] = deque()  # sent, replies not read yet
         self._uncertain = 0  # entries at the head of _pending that may have landed
@@ -95,27 +97,26 @@ class Publisher:
     @property
     def buffered(self) -> int:
         """Entries accepted but not yet acknowledged by Redis."""
-        return len(self._pending) + sum(map(len, self._inflight)) + self._queue.qsize()
+        return len(self._pending) + sum(map(len, self._inflight)) + self._queued
 
     def put(self, entry: Entry) -> None:
         """Queue one entry (thread-safe); blocks while the writer is stuck in a slow Redis."""
-        if self._queue.qsize() >= self.queue_limit:
-            self._wait_for_room()
-        self._queue.put(entry)
+        self.put_all([entry])
 
-    def put_all(self, entries: Iterable[Entry]) -> None:
-        """Queue entries in order (thread-safe)."""
-        if self._queue.qsize() >= self.queue_limit:
+    def put_all(self, entries: list[Entry]) -> None:
+        """Queue entries in order, as one batch (thread-safe); blocks as :meth:`put`."""
+        if self._queued >= self.queue_limit:
             self._wait_for_room()
-        for entry in entries:
-            self._queue.put(entry)
+        with self._queued_lock:
+            self._queued += len(entries)
+        self._queue.put(entries)
 
     def _wait_for_room(self) -> None:
         """Back-pressure: the reader threads wait (and so stop reading their sockets) until the
         writer has taken entries off the queue. While Redis is unavailable the writer keeps
         draining into its bounded buffer, so this only waits on a slow, not a dead, Redis."""
         self.stalls += 1
-        while self._queue.qsize() >= self.queue_limit and not self._released.is_set():
+        while self._queued >= self.queue_limit and not self._released.is_set():
             time.sleep(0.001)
 
     def release(self) -> None:
@@ -274,19 +275,24 @@ class Publisher:
         """Move queued entries to the pending buffer, waiting up to ``timeout`` for the first;
         False if nothing came. Every entry passes :meth:`_admit`."""
         try:
-            first = self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()
+            batches = [self._queue.get(timeout=timeout) if timeout else self._queue.get_nowait()]
         except queue.Empty:
             return False
-        get, append, blocked = self._queue.get_nowait, self._pending.append, self._blocked
-        if not blocked or self._admit(first):
-            append(first)
+        taken = len(batches[0])
         try:
-            for _ in range(max(self.batch, 1) * 4):
-                entry = get()
-                if not blocked or self._admit(entry):
-                    append(entry)
+            while taken < self.batch * 4:
+                batch = self._queue.get_nowait()
+                batches.append(batch)
+                taken += len(batch)
         except queue.Empty:
             pass
+        with self._queued_lock:
+            self._queued -= taken
+        if not self._blocked:
+            for batch in batches:
+                self._pending.extend(batch)
+        else:
+            self._pending.extend(e for batch in batches for e in batch if self._admit(e))
         return True
 
     def _admit(self, entry: Entry) -> bool:

@@ -21,7 +21,7 @@ This is the hot path: each function is one dict comprehension plus at most one d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = [
@@ -158,9 +158,38 @@ def _label(labels: Labels, values: Sequence[Any]) -> Record:
     return {k: v for k, v in zip(labels, values, strict=False) if k is not None and v is not None}
 
 
+def _builder(labels: Labels) -> Callable[[Sequence[Any]], Record]:
+    """The record builder of one layout, generated from its labels (the way ``dataclasses``
+    generates ``__init__``): a dict display for a complete array without nulls (nearly
+    every message), :func:`_label` for anything else. Same result as :func:`_label`, at a
+    third of its cost on the hot path; tests compare the two on every layout."""
+    items = ", ".join(f"{name!r}: v[{i}]" for i, name in enumerate(labels) if name is not None)
+    source = (
+        "def build(v):\n"
+        f"    if len(v) == {len(labels)} and None not in v:\n"
+        f"        return {{{items}}}\n"
+        "    return _label(labels, v)\n"
+    )
+    namespace: dict[str, Any] = {"_label": _label, "labels": labels}
+    exec(source, namespace)  # the source is built from the constant label tables above
+    build: Callable[[Sequence[Any]], Record] = namespace["build"]
+    return build
+
+
+_ticker_trading, _ticker_funding = _builder(TICKER_TRADING), _builder(TICKER_FUNDING)
+_trade_trading, _trade_funding = _builder(TRADE_TRADING), _builder(TRADE_FUNDING)
+_book_trading, _book_funding = _builder(BOOK_TRADING), _builder(BOOK_FUNDING)
+_raw_trading, _raw_funding = _builder(RAW_BOOK_TRADING), _builder(RAW_BOOK_FUNDING)
+_candle, _deriv_status, _liquidation = (
+    _builder(CANDLE),
+    _builder(DERIV_STATUS),
+    _builder(LIQUIDATION),
+)
+
+
 def ticker(values: Sequence[Any], funding: bool) -> Record:
     """Record of one ticker array (§5.1), trading or funding layout."""
-    return _label(TICKER_FUNDING if funding else TICKER_TRADING, values)
+    return _ticker_funding(values) if funding else _ticker_trading(values)
 
 
 def trade(values: Sequence[Any], funding: bool) -> Record:
@@ -170,8 +199,8 @@ def trade(values: Sequence[Any], funding: bool) -> Record:
     Funding trades have no side: the sign of AMOUNT (provided vs taken) stays in ``amount``.
     """
     if funding:
-        return _label(TRADE_FUNDING, values)
-    record = _label(TRADE_TRADING, values)
+        return _trade_funding(values)
+    record = _trade_trading(values)
     amount = record.get("amount")
     if amount is not None:
         record["side"] = "buy" if amount > 0 else "sell"
@@ -185,7 +214,7 @@ def book_level(values: Sequence[Any], funding: bool) -> Record:
     side marker: trading AMOUNT > 0 is ``bid``; funding is inverted, AMOUNT < 0 is ``bid``
     (the borrower) and AMOUNT > 0 is ``ask`` (the offer).
     """
-    record = _label(BOOK_FUNDING if funding else BOOK_TRADING, values)
+    record = _book_funding(values) if funding else _book_trading(values)
     _add_book_side(record, funding)
     return record
 
@@ -196,7 +225,7 @@ def raw_order(values: Sequence[Any], funding: bool) -> Record:
     A PRICE (funding: RATE) of 0 means the order was removed; the record keeps the 0 and the
     ±1 AMOUNT marker, and ``side`` still tells which side it left.
     """
-    record = _label(RAW_BOOK_FUNDING if funding else RAW_BOOK_TRADING, values)
+    record = _raw_funding(values) if funding else _raw_trading(values)
     _add_book_side(record, funding)
     return record
 
@@ -211,14 +240,14 @@ def _add_book_side(record: Record, funding: bool) -> None:
 
 def candle(values: Sequence[Any]) -> Record:
     """Record of one candle (§5.5); trading and funding candles share the layout."""
-    return _label(CANDLE, values)
+    return _candle(values)
 
 
 def deriv_status(values: Sequence[Any]) -> Record:
     """Record of one ``deriv:SYMBOL`` status array (§5.6), placeholders and nulls dropped."""
-    return _label(DERIV_STATUS, values)
+    return _deriv_status(values)
 
 
 def liquidation(values: Sequence[Any]) -> Record:
     """Record of one ``liq:global`` entry (§5.6); ``time_ms`` may be fractional."""
-    return _label(LIQUIDATION, values)
+    return _liquidation(values)

@@ -1,8 +1,10 @@
 """The writer's hot path to Redis: XADDs packed as raw RESP, replies parsed by hiredis.
 
-redis-py's pipeline costs ~12–15 µs of Python per XADD; packing the commands with
-``hiredis.pack_command`` into one buffer, sending it with one ``sendall`` and parsing the
-replies with ``hiredis.Reader`` costs a third of that (PERFORMANCE.md, design point 3).
+redis-py's pipeline costs ~12–15 µs of Python per XADD; joining commands already encoded as
+RESP (by :class:`~bridge.streams.Stream` as it makes each entry, see
+:func:`~bridge.streams.xadd_command`) into one buffer, sending it with one ``sendall`` and
+parsing the replies with ``hiredis.Reader`` costs a small fraction of that (PERFORMANCE.md,
+design point 3).
 :class:`RespWriter` does exactly that on a socket of its own (TCP, TLS for ``rediss://`` with
 certificate verification on, or a Unix socket), authenticating and selecting the database
 from the URL. Every reply is returned to the caller to check; an error reply is a
@@ -23,7 +25,7 @@ import hiredis
 import redis
 from redis.connection import parse_url
 
-from bridge.streams import Entry
+from bridge.streams import Entry, xadd_command
 
 __all__ = ["PipelineWriter", "RespWriter", "Writer", "is_transient"]
 
@@ -81,15 +83,10 @@ class RespWriter:
         """Send every XADD of ``chunk`` in one buffer; the replies wait in the socket."""
         if self._sock is None:
             self._connect()
-        pack = hiredis.pack_command
-        buf = []
-        for entry in chunk:
-            args: list[Any] = [b"XADD", entry.stream, b"MAXLEN", b"~", entry.maxlen or maxlen,
-                               b"*"]  # fmt: skip
-            for name, value in entry.fields.items():
-                args.append(name)
-                args.append(value)
-            buf.append(pack(tuple(args)))
+        buf = [
+            entry.command or xadd_command(entry.stream, entry.maxlen or maxlen, entry.fields)
+            for entry in chunk
+        ]
         try:
             self._sock.sendall(b"".join(buf))  # type: ignore[union-attr]
         except OSError:

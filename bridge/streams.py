@@ -20,18 +20,47 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-__all__ = ["EVENTS_MAXLEN", "Entry", "EpochSource", "Stream", "StreamState", "decode_fields"]
+__all__ = [
+    "EVENTS_MAXLEN",
+    "Entry",
+    "EpochSource",
+    "Stream",
+    "StreamState",
+    "decode_fields",
+    "xadd_command",
+]
 
 
 EVENTS_MAXLEN = 10_000  # the events stream is trimmed shorter than the data streams
 
 
 class Entry(NamedTuple):
-    """One XADD: the stream key, its fields in order, and its trim length if not the default."""
+    """One XADD: the stream key, its fields in order, its trim length if not the writer's
+    default, and, when the stream knew its trim length, the whole command already encoded
+    (RESP, as :func:`xadd_command` would encode it; the writer only joins them)."""
 
     stream: str
     fields: dict[str, bytes | str | int]
     maxlen: int | None = None
+    command: bytes | None = None
+
+
+_new_entry = tuple.__new__  # Entry(...) without NamedTuple's Python-level __new__ (hot path)
+
+
+def _bulk(value: bytes | str | int) -> bytes:
+    """One RESP bulk string (the form of every argument of a command)."""
+    raw = value if isinstance(value, bytes) else str(value).encode()
+    return b"$%d\r\n%b\r\n" % (len(raw), raw)
+
+
+def xadd_command(stream: str | bytes, maxlen: int, fields: dict[str, bytes | str | int]) -> bytes:
+    """``XADD stream MAXLEN ~ maxlen * field value …`` encoded as RESP (what the server
+    reads; the same bytes as ``hiredis.pack_command``)."""
+    args = [b"XADD", stream, b"MAXLEN", b"~", maxlen, b"*"]
+    for name, value in fields.items():
+        args += (name, value)
+    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
 
 
 class StreamState(enum.Enum):
@@ -40,6 +69,14 @@ class StreamState(enum.Enum):
     UNKNOWN = "unknown"
     LIVE = "live"
     BROKEN = "broken"
+
+
+# An update's XADD after the head (which ends with the bulk "seq"): seq, ts, [mts,] data.
+_UPDATE = b"*16\r\n%b$%d\r\n%b\r\n$2\r\nts\r\n$%d\r\n%b\r\n$4\r\ndata\r\n$%d\r\n%b\r\n"
+_UPDATE_MTS = (
+    b"*18\r\n%b$%d\r\n%b\r\n$2\r\nts\r\n$%d\r\n%b\r\n$3\r\nmts\r\n$%d\r\n%b\r\n"
+    b"$4\r\ndata\r\n$%d\r\n%b\r\n"
+)
 
 
 class EpochSource:
@@ -61,12 +98,14 @@ class Stream:
     Not thread-safe: one connection thread owns each stream.
     """
 
-    __slots__ = ("discarded", "entries", "epoch", "epochs", "key", "last_ts", "packer", "seq",
-                 "state")  # fmt: skip
+    __slots__ = ("_update_head", "discarded", "entries", "epoch", "epochs", "key", "last_ts",
+                 "maxlen", "packer", "seq", "state")  # fmt: skip
 
-    def __init__(self, key: str, epochs: EpochSource) -> None:
+    def __init__(self, key: str, epochs: EpochSource, maxlen: int | None = None) -> None:
         self.key = key
         self.epochs = epochs
+        self.maxlen = maxlen  # when known, entries carry their encoded XADD
+        self._update_head = b""  # an update's XADD up to its seq value, for this epoch
         self.state = StreamState.UNKNOWN
         self.epoch = ""
         self.seq = 0
@@ -84,8 +123,8 @@ class Stream:
         self.seq += 1
         self.entries += 1
         data = msgpack.packb({"reason": reason})
-        return Entry(self.key, {"kind": "reset", "epoch": self.epoch, "seq": self.seq,
-                                "ts": ts, "data": data})  # fmt: skip
+        return self._encoded({"kind": "reset", "epoch": self.epoch, "seq": self.seq,
+                              "ts": ts, "data": data})  # fmt: skip
 
     def snapshot(self, records: list[dict[str, Any]], ts: int, mts: float | None) -> list[Entry]:
         """Start a new epoch; a ``reset`` precedes it unless one was just written."""
@@ -94,7 +133,16 @@ class Stream:
         if reset is not None:
             out.append(reset)
         self.state, self.epoch, self.seq, self.last_ts = StreamState.LIVE, self.epochs.next(), 0, ts
-        out.append(self._entry("snapshot", records, ts, mts))
+        if self.maxlen:
+            head = xadd_command(self.key, self.maxlen, {"kind": "update", "epoch": self.epoch})
+            self._update_head = b"%b$3\r\nseq\r\n" % head[head.index(b"\r\n") + 2 :]
+        self.entries += 1
+        fields: dict[str, bytes | str | int] = {"kind": "snapshot", "epoch": self.epoch,
+                                                "seq": 0, "ts": ts}  # fmt: skip
+        if mts is not None:
+            fields["mts"] = int(mts)
+        fields["data"] = self.packer.pack(records)
+        out.append(self._encoded(fields))
         return out
 
     def update(self, record: dict[str, Any], ts: int, mts: float | None) -> Entry | None:
@@ -102,18 +150,44 @@ class Stream:
         if self.state is not StreamState.LIVE:
             self.discarded += 1
             return None
-        self.seq += 1
+        self.seq = seq = self.seq + 1
         self.last_ts = ts
-        return self._entry("update", record, ts, mts)
-
-    def _entry(self, kind: str, data: Any, ts: int, mts: float | None) -> Entry:
         self.entries += 1
-        fields: dict[str, bytes | str | int] = {"kind": kind, "epoch": self.epoch,
-                                                "seq": self.seq, "ts": ts}  # fmt: skip
-        if mts is not None:
-            fields["mts"] = int(mts)
-        fields["data"] = self.packer.pack(data)
-        return Entry(self.key, fields)
+        data = self.packer.pack(record)
+        fields: dict[str, bytes | str | int]
+        if mts is None:
+            fields = {"kind": "update", "epoch": self.epoch, "seq": seq, "ts": ts, "data": data}
+        else:
+            mts = int(mts)
+            fields = {"kind": "update", "epoch": self.epoch, "seq": seq, "ts": ts, "mts": mts,
+                      "data": data}  # fmt: skip
+        if not self.maxlen:
+            return Entry(self.key, fields)
+        # The hot path: the XADD encoded with one format (a third of building its argument
+        # list for hiredis.pack_command); tests check it against xadd_command.
+        s, t = b"%d" % seq, b"%d" % ts
+        if mts is None:
+            command = _UPDATE % (self._update_head, len(s), s, len(t), t, len(data), data)
+        else:
+            m = b"%d" % mts
+            command = _UPDATE_MTS % (
+                self._update_head,
+                len(s),
+                s,
+                len(t),
+                t,
+                len(m),
+                m,
+                len(data),
+                data,
+            )
+        return _new_entry(Entry, (self.key, fields, None, command))
+
+    def _encoded(self, fields: dict[str, bytes | str | int]) -> Entry:
+        """An entry of ``fields``, with its XADD encoded when the trim length is known."""
+        if not self.maxlen:
+            return Entry(self.key, fields)
+        return Entry(self.key, fields, None, xadd_command(self.key, self.maxlen, fields))
 
 
 def decode_fields(fields: dict[bytes, bytes]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Bitfinex's defaults, options are colon-separated (``book:P2:F1:100``, ``candles:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -67,6 +67,15 @@ class Subscription:
     freq: str = ""
     length: int = 0
     key: str = ""
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Every update looks its stream up by subscription: hash the six fields once.
+        fields = (self.channel, self.symbol, self.prec, self.freq, self.length, self.key)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def funding(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import random
 from decimal import Decimal
+from itertools import zip_longest
 from pathlib import Path
 
 import orjson
@@ -483,3 +484,109 @@ def test_pure_module_imports_no_io() -> None:
         (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
     }
     assert not imported & {"websocket", "redis", "socket", "threading", "time"}
+
+
+class _Reference:
+    """The checksum preimage the slow, obvious way (§7.1): a dict per side, sorted at each
+    call, pairs interleaved with zip_longest. Levels for P books, orders for R0."""
+
+    def __init__(self, *, funding: bool, raw: bool) -> None:
+        self.funding, self.raw = funding, raw
+        self.bids: dict[object, tuple[tuple[float, float], str]] = {}
+        self.asks: dict[object, tuple[tuple[float, float], str]] = {}
+
+    def apply(self, entry: list[float], texts: list[str]) -> None:
+        amount = entry[-1]
+        is_bid = amount < 0 if self.funding else amount > 0
+        side, other = (self.bids, self.asks) if is_bid else (self.asks, self.bids)
+        pair = f"{texts[0]}:{texts[-1]}"
+        if self.raw:
+            price = entry[2] if self.funding else entry[1]
+            self.bids.pop(entry[0], None)
+            self.asks.pop(entry[0], None)
+            if price != 0:
+                side[entry[0]] = ((-price if is_bid else price, entry[0]), pair)
+            return
+        tie = entry[1] if self.funding else 0
+        ident = (entry[0], tie)
+        if entry[-2] == 0:
+            side.pop(ident, None)
+            return
+        other.pop(ident, None)
+        side[ident] = ((-entry[0] if is_bid else entry[0], tie), pair)
+
+    def preimage(self) -> str:
+        bids = [p for _, p in sorted(self.bids.values())][:CHECKSUM_DEPTH]
+        asks = [p for _, p in sorted(self.asks.values())][:CHECKSUM_DEPTH]
+        return ":".join(p for couple in zip_longest(bids, asks) for p in couple if p)
+
+
+@pytest.mark.parametrize(("funding", "raw"), [(False, False), (True, False), (False, True),
+                                              (True, True)])  # fmt: skip
+def test_preimage_matches_a_reference_through_random_updates(funding: bool, raw: bool) -> None:
+    """Thousands of random adds, replaces, deletes and side crossings (thin and deep sides,
+    unequal lengths) keep the incremental preimage equal to the obvious computation."""
+    rng = random.Random(f"{funding}{raw}")
+    book, ref = Book(funding=funding, raw=raw), _Reference(funding=funding, raw=raw)
+    for step in range(6000):
+        price = rng.choice([rng.randint(990, 1010), rng.randint(900, 1100)])
+        amount = rng.choice([-1, 1]) * rng.randint(1, 50) / 10
+        count = 0 if rng.random() < 0.3 else rng.randint(1, 5)
+        if raw:
+            oid = rng.randint(1, 120)
+            px = 0 if count == 0 else price
+            entry = [oid, 2, px, amount] if funding else [oid, px, amount]
+        else:
+            period = rng.choice([2, 30])
+            entry = [price, period, count, amount] if funding else [price, count, amount]
+        texts = [str(v) for v in entry]
+        book.apply(entry, texts)
+        ref.apply(entry, texts)
+        if step % 7 == 0:
+            assert book.preimage() == ref.preimage(), step
+    assert book.preimage() == ref.preimage()
+    assert len(book) == len(ref.bids) + len(ref.asks)
+
+
+def _json_number(rng: random.Random) -> str:
+    """A JSON number as JavaScript or any other writer may spell it."""
+    sign = rng.choice(["", "-"])
+    whole = rng.choice(["0", str(rng.randint(1, 9)), str(rng.randint(10, 10**9))])
+    frac = rng.choice(["", "." + str(rng.randint(0, 10**8)).zfill(rng.randint(1, 9))])
+    exp = rng.choice(["", "", f"e{rng.choice(['', '-', '+'])}{rng.randint(0, 30)}",
+                      f"E-{rng.randint(1, 9)}"])  # fmt: skip
+    return sign + whole + frac + exp
+
+
+def _json_value(rng: random.Random, depth: int = 0) -> str:
+    roll = rng.random()
+    if depth < 3 and roll < 0.35:
+        return "[" + ",".join(_json_value(rng, depth + 1) for _ in range(rng.randint(0, 4))) + "]"
+    if roll < 0.42:
+        return rng.choice(['"cs"', '"hb"', '"t1e5"', '"a\\"1,2]"', "null", "true", "false"])
+    return _json_number(rng)
+
+
+def test_number_tokens_fast_path_agrees_with_the_scanner() -> None:
+    """Frames of numbers, commas and brackets take a split instead of the regex scanner; on
+    thousands of random valid JSON frames (with and without strings, literals, empty arrays
+    and exponents) both ways give the same tokens, and every token is a number orjson reads
+    to the value it parsed."""
+    rng = random.Random(11)
+    fast = 0
+    for _ in range(4000):
+        frame = "[" + ",".join(_json_value(rng) for _ in range(rng.randint(1, 5))) + "]"
+        expected = [t for t in book_module._TOKEN.findall(frame) if t]
+        assert number_tokens(frame) == expected, frame
+        assert number_tokens(frame.encode()) == expected, frame
+        fast += not frame.encode().translate(None, b"[]").translate(None, b"0123456789.-+eE,")
+        numbers: list[object] = []
+        stack: list[object] = [orjson.loads(frame)]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(reversed(item))
+            elif isinstance(item, (int, float)) and not isinstance(item, bool):
+                numbers.append(item)
+        assert [orjson.loads(t) for t in expected] == numbers, frame
+    assert fast > 1000  # both paths really ran

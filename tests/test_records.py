@@ -7,10 +7,12 @@ examples), parsed with orjson as in production, so number types are what the bri
 from __future__ import annotations
 
 import ast
+import random
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from bridge import records
 from bridge.records import (
@@ -347,3 +349,26 @@ def test_pure_module_imports_no_io() -> None:
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     roots = {name.split(".")[0] for name in names}
     assert not roots & {"websocket", "redis", "socket", "threading", "time"}
+
+
+LAYOUTS = ["TICKER_TRADING", "TICKER_FUNDING", "TRADE_TRADING", "TRADE_FUNDING", "BOOK_TRADING",
+           "BOOK_FUNDING", "RAW_BOOK_TRADING", "RAW_BOOK_FUNDING", "CANDLE", "DERIV_STATUS",
+           "LIQUIDATION"]  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_generated_builder_equals_the_label_zip(layout: str) -> None:
+    """Each layout's generated builder gives what zipping its labels gives, key order
+    included, for complete arrays, arrays with nulls, short ones and longer ones."""
+    labels = getattr(records, layout)
+    build = records._builder(labels)
+    rng = random.Random(layout)
+    n = len(labels)
+    for _ in range(300):
+        size = rng.choice([n, n, n, n - 1, n + 2, 0, 1])
+        values: list[Any] = [rng.choice([rng.randint(-9, 10**12), rng.random() * 1e5, "t",
+                                         None if rng.random() < 0.15 else 1.5])
+                             for _ in range(max(size, 0))]  # fmt: skip
+        expected = records._label(labels, values)
+        got = build(values)
+        assert got == expected and list(got) == list(expected), (layout, values)

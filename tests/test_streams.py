@@ -6,9 +6,13 @@ plain-text fields and the msgpack ``data`` are checked as a consumer reads them.
 
 from __future__ import annotations
 
-import msgpack
+import socket
 
-from bridge.streams import Entry, EpochSource, Stream, StreamState, decode_fields
+import hiredis
+import msgpack
+import redis
+
+from bridge.streams import Entry, EpochSource, Stream, StreamState, decode_fields, xadd_command
 
 KEY = "bfx:book:tBTCUSD:P0"
 BID = {"price": 30000.5, "count": 2, "amount": 1.25, "side": "bid"}
@@ -147,3 +151,52 @@ def test_field_order_is_kind_epoch_seq_ts_mts_data() -> None:
     stream = Stream(KEY, EpochSource("run"))
     [_, snapshot] = stream.snapshot([BID], ts=1, mts=2)
     assert list(snapshot.fields) == ["kind", "epoch", "seq", "ts", "mts", "data"]
+
+
+def _commands(stream: Stream) -> list[Entry]:
+    """A reset, a snapshot with and without mts, updates with and without mts, a reset."""
+    entries = [stream.reset("worker started", 1)]
+    entries += [e for e in stream.snapshot([BID, ASK], ts=1_764_000_000_123, mts=None) if e]
+    entries += [stream.update(BID, 1_764_000_000_124, 1_764_000_000_100.0)]  # type: ignore[list-item]
+    entries += [stream.update(ASK, 1_764_000_000_125, None)]  # type: ignore[list-item]
+    entries += stream.snapshot([ASK], ts=7, mts=6)
+    entries += [stream.update(ASK, 8, 9)]  # type: ignore[list-item]
+    return entries
+
+
+def test_pre_encoded_xadd_is_exactly_what_hiredis_would_pack() -> None:
+    """With a trim length, every entry carries its XADD as RESP: byte for byte the command
+    hiredis packs from the key, MAXLEN ~ N, * and the entry's fields in order."""
+    stream = Stream(KEY, EpochSource("run"), maxlen=12_345)
+    entries = _commands(stream)
+    assert len(entries) == 7 and all(e.command for e in entries)
+    for e in entries:
+        args: list[object] = [b"XADD", KEY, b"MAXLEN", b"~", 12_345, b"*"]
+        for name, value in e.fields.items():
+            args += (name, value)
+        assert e.command == hiredis.pack_command(tuple(args)), e.fields
+        assert e.command == xadd_command(KEY, 12_345, e.fields)
+
+
+def test_pre_encoded_xadd_runs_on_redis_as_its_fields(r: redis.Redis, prefix: str) -> None:
+    """The encoded commands, sent as they are to a real Redis, store exactly the fields."""
+    key = f"{prefix}:book:tBTCUSD:P0"
+    entries = _commands(Stream(key, EpochSource("run"), maxlen=1000))
+    with socket.create_connection(("127.0.0.1", r.connection_pool.connection_kwargs["port"])) as s:
+        s.sendall(b"".join(e.command or b"" for e in entries))
+        reader = hiredis.Reader()
+        replies: list[object] = []
+        while len(replies) < len(entries):
+            reply = reader.gets()
+            if reply is False:
+                reader.feed(s.recv(65536))
+            else:
+                replies.append(reply)
+    rows = r.xrange(key)
+    assert replies == [entry_id for entry_id, _ in rows]
+    assert [fields for _, fields in rows] == [as_redis(e) for e in entries]
+
+
+def test_without_a_trim_length_entries_are_left_to_the_writer() -> None:
+    """A stream that does not know the trim length leaves the encoding to the writer."""
+    assert not any(e.command for e in _commands(Stream(KEY, EpochSource("run"))))

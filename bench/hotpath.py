@@ -1,0 +1,141 @@
+"""The worker's hot path in one process, without sockets or threads: a quiet, repeatable
+per-message cost to compare changes with (the P1 figure moves ±10 % between runs).
+
+A frame log written by the emulator (``python bench/run.py --only P1 --quick --keep`` leaves
+one as ``p1.frames`` in the kept directory) is replayed for one connection: its frames are
+encoded as WebSocket frames and fed 256 KiB at a time through what the reader thread runs
+(:class:`~bridge.wsframes.FrameReader`, :meth:`~bridge.protocol.Protocol.feed`, the worker's
+event → entry step, :class:`~bridge.streams.Stream`), and the entries are joined into
+pipelines of 500 as the writer does. Redis is not involved: this measures our Python only.
+
+    python bench/hotpath.py FRAMES [--connection 1] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bridge.events import Snapshot, Update  # noqa: E402
+from bridge.protocol import Protocol  # noqa: E402
+from bridge.streams import Entry, EpochSource, Stream  # noqa: E402
+from bridge.subscription import Subscription  # noqa: E402
+from bridge.worker import GC_THRESHOLDS  # noqa: E402
+from bridge.wsframes import FrameReader  # noqa: E402
+
+CHUNK = 262144
+BATCH = 500
+
+
+def load(path: Path, connection: str) -> list[bytes]:
+    """The frames the emulator sent on one connection, in order."""
+    frames = []
+    with path.open("rb") as log:
+        for line in log:
+            conn, _, text = line.rstrip(b"\n").partition(b"\t")
+            if conn.decode() == connection:
+                frames.append(text)
+    return frames
+
+
+def subscriptions(frames: list[bytes]) -> list[Subscription]:
+    """The subscriptions the log's ``subscribed`` events acknowledge."""
+    subs = []
+    for frame in frames:
+        if not frame.startswith(b'{"event":"subscribed"'):
+            continue
+        ack: dict[str, Any] = orjson.loads(frame)
+        if ack["channel"] == "book":
+            subs.append(Subscription("book", ack["symbol"], ack["prec"], ack["freq"],
+                                     int(ack["len"])))  # fmt: skip
+        elif ack["channel"] in ("candles", "status"):
+            subs.append(Subscription(ack["channel"], key=ack["key"]))
+        else:
+            subs.append(Subscription(ack["channel"], ack["symbol"]))
+    return subs
+
+
+def wire(frames: list[bytes]) -> list[bytes]:
+    """The frames as a server writes them (unmasked text frames), cut into 256 KiB reads."""
+    out = bytearray()
+    for frame in frames:
+        size = len(frame)
+        if size < 126:
+            out += bytes((0x81, size))
+        elif size < 65536:
+            out += bytes((0x81, 126)) + size.to_bytes(2, "big")
+        else:
+            out += bytes((0x81, 127)) + size.to_bytes(8, "big")
+        out += frame
+    return [bytes(out[i : i + CHUNK]) for i in range(0, len(out), CHUNK)]
+
+
+def replay(chunks: list[bytes], subs: list[Subscription]) -> tuple[int, int]:
+    """Everything the reader and writer threads do in Python; (messages, entries)."""
+    protocol = Protocol(subs)
+    protocol.connect(0.0)
+    streams = {sub: Stream(f"bench:{sub.name}", EpochSource("bench"), 1_000_000) for sub in subs}
+    reader = FrameReader()
+    pending: list[Entry] = []
+    messages = entries = 0
+    for chunk in chunks:
+        now = time.monotonic()
+        for _, payload in reader.feed(chunk):
+            messages += 1
+            for event in protocol.feed(payload, now):
+                kind = type(event)
+                if kind is Update:
+                    entry = streams[event.sub].update(event.record, 1, event.mts)  # type: ignore[attr-defined]
+                    if entry is not None:
+                        pending.append(entry)
+                elif kind is Snapshot:
+                    snap: Any = event
+                    pending += streams[snap.sub].snapshot(snap.records, 1, snap.mts)
+        while len(pending) >= BATCH:
+            b"".join(e.command or b"" for e in pending[:BATCH])
+            entries += BATCH
+            del pending[:BATCH]
+    return messages, entries + len(pending)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("frames", type=Path)
+    parser.add_argument("--connection", default="1")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    frames = load(args.frames, args.connection)
+    subs, chunks = subscriptions(frames), wire(frames)
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.runcall(replay, chunks, subs)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+        return 0
+    best = float("inf")
+    for _ in range(args.repeat):
+        started = time.process_time()
+        messages, entries = replay(chunks, subs)
+        best = min(best, time.process_time() - started)
+    print(f"{len(subs)} channels, {messages:,} messages, {entries:,} entries: "
+          f"best of {args.repeat} {best:.3f} s CPU = {best / entries * 1e6:.2f} µs/entry, "
+          f"{best / messages * 1e6:.2f} µs/message")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
