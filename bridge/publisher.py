@@ -160,7 +160,11 @@ class Publisher:
                 if self._stopping.is_set():
                     return
                 continue
-            self._take()
+            if len(self._pending) < self.batch * MAX_INFLIGHT:
+                # Take more only when the next chunks need it: a Redis that answers, however
+                # slowly, back-pressures the readers through the queue bound; only a Redis
+                # that is away fills the buffer (_drain_for), and only then are entries dropped.
+                self._take()
             self._enforce_bound()
             try:
                 if self._pending and len(self._inflight) < self._depth():

@@ -8,6 +8,7 @@ so that each scenario is deterministic; waiting uses :meth:`Publisher.flush`, a 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -272,3 +273,50 @@ def test_replies_lost_with_two_chunks_in_flight_write_nothing_twice() -> None:
                                                        for e in queued]  # fmt: skip
     assert writer.fences == 1
     assert publisher.written == len(queued) and publisher.dropped == 0
+
+
+class SlowWriter:
+    """A writer whose Redis answers every chunk, but slowly (a burst on a busy server)."""
+
+    def __init__(self, server: fakeredis.FakeRedis, delay: float) -> None:
+        self.server, self.delay = server, delay
+        self.replies: list[Any] = []
+
+    def send(self, chunk: list[Entry], maxlen: int) -> None:
+        self.replies += [self.server.xadd(e.stream, e.fields, maxlen=maxlen) for e in chunk]
+
+    def collect(self, count: int) -> list[Any]:
+        time.sleep(self.delay)
+        out, self.replies = self.replies[:count], self.replies[count:]
+        return out
+
+    def fence(self) -> None:
+        """Nothing to fence: this writer never fails."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_slow_but_answering_redis_back_pressures_readers_and_drops_nothing(
+    started: list[Publisher],
+) -> None:
+    """Readers faster than a slow Redis wait on the queue bound: the writer keeps no more
+    than the next chunks in its buffer, so nothing is dropped and every entry lands once,
+    in order (the buffer is for a Redis that is away, not for a slow one)."""
+    server = fakeredis.FakeRedis()
+    lost: list[set[str]] = []
+    publisher = Publisher(server, maxlen=100_000, batch=50, buffer=1_000, on_lost=lost.append,
+                          writer=SlowWriter(server, 0.002))  # fmt: skip
+    started.append(publisher)
+    publisher.start()
+    queued = updates("bfx:trades:tBTCUSD", 12_000)
+    peak = 0
+    for i in range(0, len(queued), 10):  # a reader thread: batches of 10, as fast as it can
+        publisher.put_all(queued[i : i + 10])
+        peak = max(peak, len(publisher._pending))
+    assert publisher.flush(timeout=60.0)
+    assert publisher.dropped == 0 and lost == []
+    assert publisher.stalls > 0  # the reader did wait
+    assert peak <= publisher.batch * 2 + publisher.batch * 4 + 10
+    stored = [decode_fields(fields) for _, fields in server.xrange("bfx:trades:tBTCUSD")]
+    assert stored == [expected(e) for e in queued]
