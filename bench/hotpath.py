@@ -8,7 +8,11 @@ encoded as WebSocket frames and fed 256 KiB at a time through what the reader th
 event → entry step, :class:`~bridge.streams.Stream`), and the entries are joined into
 pipelines of 500 as the writer does. Redis is not involved: this measures our Python only.
 
-    python bench/hotpath.py FRAMES [--connection 1] [--profile]
+    python bench/hotpath.py FRAMES [--connection N|all] [--profile]
+
+With ``--connection all`` every connection of the log is replayed, one read of each in turn
+(P6's frame logs: 1, 4 or 40 connections), so that the cost of many streams can be told
+apart from the cost of many threads.
 """
 
 from __future__ import annotations
@@ -39,14 +43,13 @@ CHUNK = 262144
 BATCH = 500
 
 
-def load(path: Path, connection: str) -> list[bytes]:
-    """The frames the emulator sent on one connection, in order."""
-    frames = []
+def load(path: Path) -> dict[str, list[bytes]]:
+    """The frames the emulator sent, by connection, in order."""
+    frames: dict[str, list[bytes]] = {}
     with path.open("rb") as log:
         for line in log:
             conn, _, text = line.rstrip(b"\n").partition(b"\t")
-            if conn.decode() == connection:
-                frames.append(text)
+            frames.setdefault(conn.decode(), []).append(text)
     return frames
 
 
@@ -82,56 +85,68 @@ def wire(frames: list[bytes]) -> list[bytes]:
     return [bytes(out[i : i + CHUNK]) for i in range(0, len(out), CHUNK)]
 
 
-def replay(chunks: list[bytes], subs: list[Subscription]) -> tuple[int, int]:
-    """Everything the reader and writer threads do in Python; (messages, entries)."""
-    protocol = Protocol(subs)
-    protocol.connect(0.0)
-    streams = {sub: Stream(f"bench:{sub.name}", EpochSource("bench"), 1_000_000) for sub in subs}
-    reader = FrameReader()
+def replay(connections: list[tuple[list[bytes], list[Subscription]]]) -> tuple[int, int]:
+    """Everything the reader and writer threads do in Python; (messages, entries). Several
+    connections are read in turn, one read each, as their threads would take the GIL."""
+    cores = []
+    streams: dict[Subscription, Stream] = {}
+    for _, subs in connections:
+        protocol = Protocol(subs)
+        protocol.connect(0.0)
+        cores.append((protocol, FrameReader()))
+        for sub in subs:
+            streams[sub] = Stream(f"bench:{sub.name}", EpochSource("bench"), 1_000_000)
     pending: list[Entry] = []
     messages = entries = 0
-    for chunk in chunks:
-        now = time.monotonic()
-        for _, payload in reader.feed(chunk):
-            messages += 1
-            for event in protocol.feed(payload, now):
-                kind = type(event)
-                if kind is Update:
-                    entry = streams[event.sub].update(event.record, 1, event.mts)  # type: ignore[attr-defined]
-                    if entry is not None:
-                        pending.append(entry)
-                elif kind is Snapshot:
-                    snap: Any = event
-                    pending += streams[snap.sub].snapshot(snap.records, 1, snap.mts)
-        while len(pending) >= BATCH:
-            b"".join(e.command or b"" for e in pending[:BATCH])
-            entries += BATCH
-            del pending[:BATCH]
+    rounds = max(len(chunks) for chunks, _ in connections)
+    for index in range(rounds):
+        for (chunks, _), (protocol, reader) in zip(connections, cores, strict=True):
+            if index >= len(chunks):
+                continue
+            now = time.monotonic()
+            for _, payload in reader.feed(chunks[index]):
+                messages += 1
+                for event in protocol.feed(payload, now):
+                    kind = type(event)
+                    if kind is Update:
+                        entry = streams[event.sub].update(event.record, 1, event.mts)  # type: ignore[attr-defined]
+                        if entry is not None:
+                            pending.append(entry)
+                    elif kind is Snapshot:
+                        snap: Any = event
+                        pending += streams[snap.sub].snapshot(snap.records, 1, snap.mts)
+            while len(pending) >= BATCH:
+                b"".join(e.command or b"" for e in pending[:BATCH])
+                entries += BATCH
+                del pending[:BATCH]
     return messages, entries + len(pending)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("frames", type=Path)
-    parser.add_argument("--connection", default="1")
+    parser.add_argument("--connection", default="1", help="which connection, or 'all'")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    frames = load(args.frames, args.connection)
-    subs, chunks = subscriptions(frames), wire(frames)
+    logged = load(args.frames)
+    chosen = sorted(logged, key=int) if args.connection == "all" else [args.connection]
+    connections = [(wire(logged[c]), subscriptions(logged[c])) for c in chosen]
+    channels = sum(len(subs) for _, subs in connections)
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     if args.profile:
         profile = cProfile.Profile()
-        profile.runcall(replay, chunks, subs)
+        profile.runcall(replay, connections)
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
         return 0
     best = float("inf")
     for _ in range(args.repeat):
         started = time.process_time()
-        messages, entries = replay(chunks, subs)
+        messages, entries = replay(connections)
         best = min(best, time.process_time() - started)
-    print(f"{len(subs)} channels, {messages:,} messages, {entries:,} entries: "
+    print(f"{channels} channels on {len(connections)} connections, {messages:,} messages, "
+          f"{entries:,} entries: "
           f"best of {args.repeat} {best:.3f} s CPU = {best / entries * 1e6:.2f} µs/entry, "
           f"{best / messages * 1e6:.2f} µs/message")  # fmt: skip
     return 0
