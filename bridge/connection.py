@@ -19,6 +19,7 @@ import logging
 import queue
 import random
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -33,6 +34,7 @@ from bridge.errors import ConnectionLost, HandshakeFailed, RemoteProtocolError, 
 from bridge.events import EntriesLost, Event, Reconnect
 from bridge.log import redact
 from bridge.pacing import HostPacer
+from bridge.readloop import STALL_CREDIT, Finished, ReadLoop
 from bridge.shards import Pacer
 from bridge.subscription import Subscription
 from bridge.wsframes import BINARY, CLOSE, PING, TEXT, FrameReader, Message
@@ -41,7 +43,6 @@ __all__ = ["Connection", "Core", "SharedPacer"]
 
 log = logging.getLogger(__name__)
 
-STALL_CREDIT = 0.2  # a handler that blocked longer than this gives the time back
 RECV_SIZE = 262144  # one read takes whatever arrived, up to this (a burst: ~2 000 frames)
 RECV_TIMEOUT = 0.25  # how often a quiet reader checks deadlines and the stop flag
 OPEN_TIMEOUT = 10.0
@@ -134,6 +135,7 @@ class Connection:
         on_events: called on this thread with each batch of events.
         pacer: shared limit on new connections.
         stopping: set to stop; the thread unsubscribes, closes and exits.
+        loop: the read loop shared by the worker's connections (default: one of its own).
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class Connection:
         stopping: threading.Event,
         report: Reporter | None = None,
         throttle_wait: float = 15.0,
+        loop: ReadLoop | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -163,6 +166,12 @@ class Connection:
         self.msgs = 0
         self._ws: websocket.WebSocket | None = None
         self._next_check = 0.0  # monotonic time of the next check_timeouts
+        self._loop = loop or ReadLoop(RECV_TIMEOUT, name=f"read-{name}")
+        self._sock: Any = None  # the live session's socket (socket.socket or ssl.SSLSocket)
+        self._frames = FrameReader()
+        self._tls = False  # the live session's socket is an ssl.SSLSocket
+        self._opened = 0.0  # monotonic time the live session opened
+        self._healthy = False  # the live session has proven itself (backoff resets)
         self._requests: queue.SimpleQueue[tuple[Subscription, str]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"conn-{name}", daemon=True)
 
@@ -250,24 +259,23 @@ class Connection:
         log.info("= %s: connected to %s", self.name, redact(self.url))
         self.report("connected", connection=self.name, url=redact(self.url))
         reason = "connection lost"
-        healthy = False
+        self._healthy = False
         try:
-            ws.settimeout(RECV_TIMEOUT)
-            opened = time.monotonic()
-            self.protocol.connect(opened)
+            ws.settimeout(0)  # reads never wait in recv: the read loop waits for every socket
+            self._opened = time.monotonic()
+            self.protocol.connect(self._opened)
             self._send(ws)
-            frames, sock = FrameReader(), ws.sock
-            if sock is None:
+            if ws.sock is None:
                 raise ConnectionLost("the socket closed during the handshake")
-            while not self.stopping.is_set():
-                self._read_one(ws, sock, frames)
-                if not healthy and time.monotonic() - opened > HEALTHY_AFTER:
-                    healthy = self.protocol.subscribed_count() > 0
+            self._sock, self._frames = ws.sock, FrameReader()
+            self._tls = isinstance(ws.sock, ssl.SSLSocket)
+            self._loop.read(self)  # until the session ends: returns if stopping, else raises
             reason = "worker stopped"
+            ws.settimeout(OPEN_TIMEOUT)
             self._unsubscribe_all(ws)
         except ConnectionLost as exc:
             reason = exc.reason
-            if not healthy:
+            if not self._healthy:
                 raise
             log.warning("! %s: %s; reconnecting now", self.name, reason)
         finally:
@@ -277,29 +285,45 @@ class Connection:
             self.report("disconnected", connection=self.name, reason=reason)
             self._close(ws, graceful=reason == "worker stopped")
 
-    def _read_one(self, ws: websocket.WebSocket, sock: socket.socket, frames: FrameReader) -> None:
-        """One ``recv`` of up to 256 KiB, every message in it, then the connection's chores.
+    # -- the session, on the read loop's thread --------------------------------------------
+
+    def reading_socket(self) -> socket.socket:
+        """The socket the read loop waits on."""
+        if self._sock is None:
+            raise ConnectionLost("no session")
+        sock: socket.socket = self._sock
+        return sock
+
+    def on_readable(self, now: float) -> None:
+        """Read what arrived (up to 256 KiB) and act on every message in it.
 
         The hot path: one syscall and one clock read per read, not per frame; plain
         try/except, no context managers. Reading stops at the first message that ends the
         session (a sequence gap, say): what follows it belongs to no valid epoch."""
+        sock = self._sock
         try:
             data = sock.recv(RECV_SIZE)
-        except TimeoutError:
-            data = None
+            while self._tls and sock.pending():  # decrypted bytes the socket cannot signal
+                data += sock.recv(RECV_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return  # woken without a whole TLS record, or by nothing: wait for more
         except OSError as exc:
             raise ConnectionLost(f"receive: {type(exc).__name__}: {exc}") from exc
-        if data == b"":
+        if not data:
             raise ConnectionLost("the server closed the TCP connection")
-        now = time.monotonic()
-        if data:
-            try:
-                messages = frames.feed(data)
-            except RemoteProtocolError as exc:
-                raise ConnectionLost(f"receive: {exc.reason}") from exc
-            if messages:
-                self._last_frame = now
-                self._dispatch(self._messages(ws, messages, now))
+        try:
+            messages = self._frames.feed(data)
+        except RemoteProtocolError as exc:
+            raise ConnectionLost(f"receive: {exc.reason}") from exc
+        if messages:
+            self._last_frame = now
+            self._dispatch(self._messages(self._ws_now(), messages, now))
+        self.chores(now)
+
+    def chores(self, now: float) -> None:
+        """Requests from other threads, deadlines, the frames to send, the stop flag."""
+        if self.stopping.is_set():
+            raise Finished
         while not self._requests.empty():
             sub, why = self._requests.get_nowait()
             self._dispatch([EntriesLost(sub, why), *self.protocol.resubscribe(sub, why, now)])
@@ -309,7 +333,20 @@ class Connection:
             # every RECV_TIMEOUT (walking every channel after each frame cost a quarter of
             # the worker's time under bursts)
             self._next_check = min(self.protocol.next_deadline(), now + RECV_TIMEOUT)
-        self._send(ws)
+            if not self._healthy and now - self._opened > HEALTHY_AFTER:
+                self._healthy = self.protocol.subscribed_count() > 0
+        self._send(self._ws_now())
+
+    def credit(self, seconds: float) -> None:
+        """The read loop could not read this connection for ``seconds`` (another one's
+        handler waited on Redis back-pressure): not silence of the server."""
+        self.protocol.credit(seconds)
+
+    def _ws_now(self) -> websocket.WebSocket:
+        ws = self._ws
+        if ws is None:
+            raise ConnectionLost("the connection was closed")
+        return ws
 
     def _messages(
         self, ws: websocket.WebSocket, messages: list[Message], now: float

@@ -30,7 +30,7 @@ from bridge.account import AccountProtocol
 from bridge.account_config import Account
 from bridge.account_events import Authenticated, AuthFailed
 from bridge.config import Config, Group
-from bridge.connection import Connection, SharedPacer
+from bridge.connection import RECV_TIMEOUT, Connection, SharedPacer
 from bridge.errors import BridgeError
 from bridge.events import (
     EntriesLost,
@@ -51,6 +51,7 @@ from bridge.nonce import NonceSource, nonce_key
 from bridge.pacing import HostPacer
 from bridge.protocol import Protocol
 from bridge.publisher import Publisher, connect_redis
+from bridge.readloop import ReadLoop
 from bridge.resp import RespWriter
 from bridge.shards import plan
 from bridge.streams import EVENTS_MAXLEN, Entry, EpochSource, Stream
@@ -109,6 +110,7 @@ class Worker:
                                       socket_connect_timeout=1)  # fmt: skip
         host = HostPacer(pacing_client, self.prefix, per_minute, 60.0)  # shared by the host
         pacer = SharedPacer(per_minute, 60.0, host)
+        self.read_loop = ReadLoop(RECV_TIMEOUT)  # one thread reads every connection
         self.connections: list[Connection] = []
         for index, shard in enumerate(plan(group.subscriptions, config["bitfinex.channel_limit"])):
             protocol = Protocol(
@@ -128,6 +130,7 @@ class Worker:
                 stopping=self.stopping,
                 report=self._event,
                 throttle_wait=config["bitfinex.throttle_wait"],
+                loop=self.read_loop,
             )
             self.connections.append(conn)
             for sub in shard:
@@ -159,6 +162,7 @@ class Worker:
             stopping=self.stopping,
             report=self._event,
             throttle_wait=config["bitfinex.throttle_wait"],
+            loop=self.read_loop,
         )
         for feed in core.feeds.values():
             stream = Stream(f"{self.prefix}:{feed.name}", epochs, config["redis.maxlen"])
