@@ -166,6 +166,7 @@ class Connection:
         self.msgs = 0
         self._ws: websocket.WebSocket | None = None
         self._next_check = 0.0  # monotonic time of the next check_timeouts
+        self._owns_loop = loop is None
         self._loop = loop or ReadLoop(RECV_TIMEOUT, name=f"read-{name}")
         self._sock: Any = None  # the live session's socket (socket.socket or ssl.SSLSocket)
         self._frames = FrameReader()
@@ -223,6 +224,8 @@ class Connection:
             except Exception:
                 log.exception("! %s: unexpected error; reconnecting in 1s", self.name)
                 self.stopping.wait(1.0)
+        if self._owns_loop:
+            self._loop.close()
 
     def _sleep(self, seconds: float) -> None:
         self.stopping.wait(seconds)

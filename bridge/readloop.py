@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from bridge.errors import ConnectionLost
+
 __all__ = ["Finished", "ReadLoop", "Reading"]
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ class ReadLoop:
         self._sessions: list[_Session] = []
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._closing = False
 
     def read(self, reading: Reading) -> None:
         """Read ``reading`` on the loop's thread until its session ends (any thread).
@@ -97,8 +100,23 @@ class ReadLoop:
         if session.error is not None and not isinstance(session.error, Finished):
             raise session.error
 
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the loop's thread and release its sockets (after every session ended)."""
+        with self._lock:
+            self._closing = True
+            thread = self._thread
+        self._wake()
+        if thread is not None:
+            thread.join(timeout)
+        if thread is None or not thread.is_alive():
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
     def _start(self) -> None:
         with self._lock:
+            if self._closing:
+                raise RuntimeError("the read loop is closed")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
@@ -111,19 +129,29 @@ class ReadLoop:
 
     def _run(self) -> None:
         next_chores = 0.0
-        while True:
-            timeout = max(0.0, next_chores - time.monotonic())
-            for key, _ in self._selector.select(timeout):
-                session: _Session | None = key.data
-                if session is None:
-                    self._take_added()
-                else:
-                    self._call(session, session.reading.on_readable)
-            now = time.monotonic()
-            if now >= next_chores:
-                for session in list(self._sessions):
-                    self._call(session, session.reading.chores)
-                next_chores = time.monotonic() + self.chores_every
+        while not self._closing:
+            try:
+                next_chores = self._turn(next_chores)
+            except Exception:  # a bug must not stop every connection's reading for good
+                log.exception("! read loop: unexpected error; continuing")
+                time.sleep(0.1)
+        for session in list(self._sessions):  # their threads clean up as after a drop
+            self._end(session, ConnectionLost("the read loop was closed"))
+
+    def _turn(self, next_chores: float) -> float:
+        """Read every ready session; run every session's chores when they are due."""
+        timeout = max(0.0, next_chores - time.monotonic())
+        for key, _ in self._selector.select(timeout):
+            session: _Session | None = key.data
+            if session is None:
+                self._take_added()
+            else:
+                self._call(session, session.reading.on_readable)
+        if time.monotonic() < next_chores:
+            return next_chores
+        for session in list(self._sessions):
+            self._call(session, session.reading.chores)
+        return time.monotonic() + self.chores_every
 
     def _take_added(self) -> None:
         while True:

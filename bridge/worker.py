@@ -234,6 +234,7 @@ class Worker:
         deadline = time.monotonic() + STOP_JOIN_TIMEOUT  # one deadline for all, not each
         for conn in self.connections + self.account_connections:
             conn.join(max(0.1, deadline - time.monotonic()))
+        self.read_loop.close()
         self._event("worker_stop", pid=os.getpid())
         self.publisher.stop(STOP_FLUSH_TIMEOUT)
         self.health.stop(delete=True)
