@@ -64,3 +64,28 @@ def test_summarize_stacks_counts_self_and_total_shares(tmp_path: Path) -> None:
     assert summary["samples"] == 4
     assert summary["self"][0] == ("recv (s.py)", 75.0)
     assert ("run (w.py)", 100.0) in summary["total"]
+
+
+def test_hotpath_replays_a_frame_log_and_counts_its_entries(tmp_path: Path) -> None:
+    """bench/hotpath.py replays a frame log (two connections, --connection all) through the
+    reader's Python and counts every message and entry (timings not asserted)."""
+    log = tmp_path / "frames"
+    lines = [
+        '1\t{"event":"info","version":2,"serverId":"x","platform":{"status":1}}',
+        '1\t{"event":"subscribed","channel":"trades","chanId":7,"symbol":"tBTCUSD",'
+        '"subId":"trades:tBTCUSD"}',
+        '2\t{"event":"subscribed","channel":"book","chanId":8,"symbol":"tETHUSD","prec":"P0",'
+        '"freq":"F0","len":"25","subId":"book:tETHUSD:P0"}',
+        "1\t[7,[[1,1700000000000,0.5,100]],1,1700000000001]",
+        "2\t[8,[[2000,1,1.5],[2001,1,-2]],1,1700000000001]",
+        '1\t[7,"te",[2,1700000000002,-0.1,101],2,1700000000002]',
+        '1\t[7,"tu",[2,1700000000002,-0.1,101],3,1700000000002]',
+        "2\t[8,[[2000,0,1],[1999,2,0.5]],2,1700000000003]",
+    ]
+    log.write_text("\n".join(lines) + "\n")
+    command = [sys.executable, "bench/hotpath.py", str(log), "--connection", "all",
+               "--repeat", "1"]  # fmt: skip
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    # 2 x (reset + snapshot) + 1 trade (te; its tu is not a second trade) + 2 book updates
+    assert "2 channels on 2 connections, 8 messages, 7 entries" in proc.stdout, proc.stdout
