@@ -26,20 +26,18 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
-import redis
 import tenacity
 import websocket
 
 from bridge.errors import ConnectionLost, HandshakeFailed, RemoteProtocolError, is_retryable
 from bridge.events import EntriesLost, Event, Reconnect
 from bridge.log import redact
-from bridge.pacing import HostPacer
+from bridge.pacing import SharedPacer
 from bridge.readloop import STALL_CREDIT, Finished, ReadLoop
-from bridge.shards import Pacer
 from bridge.subscription import Subscription
 from bridge.wsframes import BINARY, CLOSE, PING, TEXT, FrameReader, Message
 
-__all__ = ["Connection", "Core", "SharedPacer"]
+__all__ = ["Connection", "Core"]
 
 log = logging.getLogger(__name__)
 
@@ -76,42 +74,6 @@ class Core(Protocol):
     def subscribed_count(self) -> int: ...
     def answered_count(self) -> int: ...
     def credit(self, seconds: float) -> None: ...
-
-
-class SharedPacer:
-    """A :class:`~bridge.shards.Pacer` shared by a worker's connection threads: at most
-    ``count`` new connections per ``window`` seconds."""
-
-    def __init__(self, count: int, window: float = 60.0, host: HostPacer | None = None) -> None:
-        self._pacer = Pacer(count, window)
-        self._host = host
-        self._lock = threading.Lock()
-
-    def wait(self, stopping: threading.Event, name: str) -> bool:
-        """Block until a new connection may open; False if stopping came first.
-
-        The worker's own limit applies first, then the host's (shared with the other workers
-        through Redis) when there is one and Redis answers."""
-        while not stopping.is_set():
-            with self._lock:
-                delay = self._pacer.delay(time.monotonic())
-                if delay == 0.0:
-                    delay = self._host_delay(name)
-                if delay == 0.0:
-                    self._pacer.take(time.monotonic())
-                    return True
-            log.info("- %s: pacing connections, next attempt in %.1fs", name, delay)
-            stopping.wait(delay)
-        return False
-
-    def _host_delay(self, name: str) -> float:
-        if self._host is None:
-            return 0.0
-        try:
-            return self._host.take()
-        except redis.RedisError as exc:
-            log.debug("%s: host pacing unavailable (%s); pacing this worker alone", name, exc)
-            return 0.0
 
 
 def _more_records(sock: ssl.SSLSocket, first: bytes) -> bytes:

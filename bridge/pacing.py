@@ -1,4 +1,5 @@
-"""Connection pacing shared by every worker of a host, through Redis.
+"""Connection pacing: per worker (:class:`SharedPacer`, shared by its connection threads)
+and per host, shared by every worker through Redis (:class:`HostPacer`).
 
 Bitfinex counts new connections per IP address (20 a minute, bitfinex-ws-v2.md §1.2); the
 supervisor runs one worker process per group, so a per-process limit would allow N times
@@ -12,13 +13,20 @@ its own per-process limit.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import socket
+import threading
+import time
 from typing import Any
 
 import redis
 
-__all__ = ["HostPacer"]
+from bridge.shards import Pacer
+
+__all__ = ["HostPacer", "SharedPacer"]
+
+log = logging.getLogger(__name__)
 
 _SCRIPT = """
 local t = redis.call('TIME')
@@ -54,3 +62,39 @@ class HostPacer:
         member = f"{os.getpid()}.{next(self._ids)}"
         reply = self._script(keys=[self.key], args=[self.window, self.count, member])
         return max(0.0, float(reply))
+
+
+class SharedPacer:
+    """A :class:`~bridge.shards.Pacer` shared by a worker's connection threads: at most
+    ``count`` new connections per ``window`` seconds."""
+
+    def __init__(self, count: int, window: float = 60.0, host: HostPacer | None = None) -> None:
+        self._pacer = Pacer(count, window)
+        self._host = host
+        self._lock = threading.Lock()
+
+    def wait(self, stopping: threading.Event, name: str) -> bool:
+        """Block until a new connection may open; False if stopping came first.
+
+        The worker's own limit applies first, then the host's (shared with the other workers
+        through Redis) when there is one and Redis answers."""
+        while not stopping.is_set():
+            with self._lock:
+                delay = self._pacer.delay(time.monotonic())
+                if delay == 0.0:
+                    delay = self._host_delay(name)
+                if delay == 0.0:
+                    self._pacer.take(time.monotonic())
+                    return True
+            log.info("- %s: pacing connections, next attempt in %.1fs", name, delay)
+            stopping.wait(delay)
+        return False
+
+    def _host_delay(self, name: str) -> float:
+        if self._host is None:
+            return 0.0
+        try:
+            return self._host.take()
+        except redis.RedisError as exc:
+            log.debug("%s: host pacing unavailable (%s); pacing this worker alone", name, exc)
+            return 0.0

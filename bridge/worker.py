@@ -30,7 +30,7 @@ from bridge.account import AccountProtocol
 from bridge.account_config import Account
 from bridge.account_events import Authenticated, AuthFailed
 from bridge.config import Config, Group
-from bridge.connection import RECV_TIMEOUT, Connection, SharedPacer
+from bridge.connection import RECV_TIMEOUT, Connection
 from bridge.errors import BridgeError
 from bridge.events import (
     EntriesLost,
@@ -48,7 +48,7 @@ from bridge.events import (
 from bridge.health import HealthReporter, Vitals, health_key, status_of
 from bridge.log import redact
 from bridge.nonce import NonceSource, nonce_key
-from bridge.pacing import HostPacer
+from bridge.pacing import HostPacer, SharedPacer
 from bridge.protocol import Protocol
 from bridge.publisher import Publisher, connect_redis
 from bridge.readloop import ReadLoop

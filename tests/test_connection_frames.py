@@ -19,8 +19,9 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
-from bridge.connection import Connection, SharedPacer
+from bridge.connection import Connection
 from bridge.events import Event, Malformed, Reconnect
+from bridge.pacing import SharedPacer
 from bridge.subscription import Subscription
 from bridge.wsframes import BINARY, CLOSE, CONTINUATION, PING, TEXT
 from tests.conftest import wait_until
