@@ -1,13 +1,15 @@
-"""I/O for one Bitfinex connection: socket, reader thread, reconnects.
+"""I/O for one Bitfinex connection: socket, session, reconnects.
 
 A :class:`Connection` owns one websocket-client socket (opened with ``create_connection``
-and ``skip_utf8_validation``; no ``WebSocketApp``) and one reader thread. The thread opens the
-socket, lets the sans-I/O :class:`~bridge.protocol.Protocol` subscribe everything, reads the
-socket 256 KiB at a time and splits it into messages with :class:`~bridge.wsframes.FrameReader`
-(websocket-client's per-frame reads cost more than everything else a frame needs), feeds the
-core every message, hands the resulting events to the worker, and reconnects forever with
-tenacity's jittered exponential backoff when the connection fails. A session that ran healthy
-reconnects at once (backoff resets only after proven health); one that failed early backs off.
+and ``skip_utf8_validation``; no ``WebSocketApp``) and one thread for its life cycle: the
+thread opens the socket, lets the sans-I/O :class:`~bridge.protocol.Protocol` subscribe
+everything, and hands the live session to the worker's :class:`~bridge.readloop.ReadLoop`,
+whose one thread reads every connection: 256 KiB at a time, split into messages by
+:class:`~bridge.wsframes.FrameReader` (websocket-client's per-frame reads cost more than
+everything else a frame needs), each fed to the core, the resulting events handed to the
+worker. When the session ends, the connection's thread reports it and reconnects forever
+with tenacity's jittered exponential backoff. A session that ran healthy reconnects at once
+(backoff resets only after proven health); one that failed early backs off.
 
 This is the only module that imports ``websocket``; its exceptions become
 :class:`~bridge.errors.ConnectionLost` here.
@@ -29,13 +31,13 @@ from typing import Any, Protocol
 import tenacity
 import websocket
 
-from bridge.errors import ConnectionLost, HandshakeFailed, RemoteProtocolError, is_retryable
+from bridge.errors import ConnectionLost, HandshakeFailed, is_retryable
 from bridge.events import EntriesLost, Event, Reconnect
 from bridge.log import redact
 from bridge.pacing import SharedPacer
 from bridge.readloop import STALL_CREDIT, Finished, ReadLoop
 from bridge.subscription import Subscription
-from bridge.wsframes import BINARY, CLOSE, PING, TEXT, FrameReader, Message
+from bridge.wsframes import BINARY, CLOSE, PING, TEXT, FrameError, FrameReader, Message
 
 __all__ = ["Connection", "Core"]
 
@@ -44,6 +46,8 @@ log = logging.getLogger(__name__)
 RECV_SIZE = 262144  # one read takes whatever arrived, up to this (a burst: ~2 000 frames)
 RECV_TIMEOUT = 0.25  # how often a quiet reader checks deadlines and the stop flag
 OPEN_TIMEOUT = 10.0
+SEND_TIMEOUT = 5.0  # a send buffer full this long: the server is not reading
+STATUS_NORMAL = websocket.STATUS_NORMAL
 # Close codes a Close may carry back (RFC 6455 §7.4): not 1005/1006/1015, never sent.
 ECHOED_CLOSE_CODES = frozenset(range(1000, 5000)) - {1004, 1005, 1006, 1015}
 HEALTHY_AFTER = 5.0  # a session subscribed this long resets the backoff
@@ -84,8 +88,8 @@ def _more_records(sock: ssl.SSLSocket, first: bytes) -> bytes:
     while size < RECV_SIZE:
         try:
             more = sock.recv(RECV_SIZE - size)
-        except (ssl.SSLWantReadError, BlockingIOError):
-            break
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            break  # no whole record more (or the TLS layer wants to write first)
         if not more:
             break  # the end of the stream: the next read reports it
         chunks.append(more)
@@ -107,13 +111,14 @@ def _translated(what: str) -> Iterator[None]:
 
 
 class Connection:
-    """One connection's reader thread (see the module docstring).
+    """One connection: its life-cycle thread and its live session (see the module docstring).
 
     Args:
         name: for logs and health, e.g. ``majors/1``.
         url: the WebSocket endpoint.
         protocol: the sans-I/O core holding this connection's subscriptions.
-        on_events: called on this thread with each batch of events.
+        on_events: called with each batch of events: on the read loop's thread while the
+            session lives, on this connection's thread with the events of its end.
         pacer: shared limit on new connections.
         stopping: set to stop; the thread unsubscribes, closes and exits.
         loop: the read loop shared by the worker's connections (default: one of its own).
@@ -165,7 +170,7 @@ class Connection:
         return time.time() - (time.monotonic() - self._last_frame)
 
     def start(self) -> None:
-        """Start the reader thread."""
+        """Start the connection's thread."""
         self._thread.start()
 
     def join(self, timeout: float) -> None:
@@ -173,7 +178,7 @@ class Connection:
         self._thread.join(timeout)
 
     def is_alive(self) -> bool:
-        """True while the reader thread runs."""
+        """True while the connection's thread runs."""
         return self._thread.is_alive()
 
     def report_lost(self, sub: Subscription, reason: str) -> None:
@@ -181,7 +186,8 @@ class Connection:
         self._requests.put((sub, reason))
 
     def abort(self) -> None:
-        """Wake a reader blocked in ``recv`` by shutting the socket down (any thread)."""
+        """Cut the live session by shutting its socket down (any thread): the read loop
+        sees the end at once and the connection reconnects."""
         ws = self._ws
         if ws is not None:
             ws.abort()
@@ -297,7 +303,10 @@ class Connection:
             raise ConnectionLost("the server closed the TCP connection")
         try:
             messages = self._frames.feed(data)
-        except RemoteProtocolError as exc:
+        except FrameError as exc:  # what came before the fault is valid: act on it first
+            if exc.messages:
+                self._last_frame = now
+                self._dispatch(self._messages(self._ws_now(), exc.messages, now))
             raise ConnectionLost(f"receive: {exc.reason}") from exc
         if messages:
             self._last_frame = now
@@ -341,25 +350,27 @@ class Connection:
         """The events of a batch of messages, up to the first that ends the session."""
         feed = self.protocol.feed
         events: list[Event] = []
-        for opcode, payload in messages:
-            if opcode in (TEXT, BINARY):  # Bitfinex sends text; anything is parsed
-                self.msgs += 1
-                got = feed(payload, now)
-                if got:
-                    events += got
-                    for event in got:
-                        if type(event) is Reconnect:
-                            return events
-            elif opcode == PING:
-                with _translated("send"):
-                    ws.pong(payload)
-            elif opcode == CLOSE:
-                self._dispatch(events)
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-                # RFC 6455 §5.5.1: answer a Close with a Close (echoing its code)
-                with suppress(websocket.WebSocketException, OSError):
-                    ws.send_close(code if code in ECHOED_CLOSE_CODES else websocket.STATUS_NORMAL)
-                raise ConnectionLost(f"server closed the connection ({code or 'no code'})")
+        try:
+            for opcode, payload in messages:
+                if opcode in (TEXT, BINARY):  # Bitfinex sends text; anything is parsed
+                    self.msgs += 1
+                    got = feed(payload, now)
+                    if got:
+                        events += got
+                        for event in got:
+                            if type(event) is Reconnect:
+                                return events
+                elif opcode == PING:
+                    self._send_frame(ws, ws.pong, payload)
+                elif opcode == CLOSE:
+                    code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                    # RFC 6455 §5.5.1: answer a Close with a Close (echoing its code)
+                    with suppress(websocket.WebSocketException, OSError):
+                        ws.send_close(code if code in ECHOED_CLOSE_CODES else STATUS_NORMAL)
+                    raise ConnectionLost(f"server closed the connection ({code or 'no code'})")
+        except BaseException:
+            self._dispatch(events)  # what was read before the end still reaches the worker
+            raise
         return events
 
     def _dispatch(self, events: list[Event]) -> None:
@@ -376,11 +387,24 @@ class Connection:
 
     def _send(self, ws: websocket.WebSocket) -> None:
         frames = self.protocol.data_to_send()
-        if not frames:
-            return
         for frame in frames:
+            self._send_frame(ws, ws.send, frame)
+
+    def _send_frame(
+        self, ws: websocket.WebSocket, send: Callable[[bytes], object], payload: bytes
+    ) -> None:
+        """Send on the session's socket, which the read loop keeps non-blocking: a full send
+        buffer is waited out (up to SEND_TIMEOUT), not taken for a lost connection."""
+        sock = ws.sock
+        if sock is not None:
+            sock.settimeout(SEND_TIMEOUT)
+        try:
             with _translated("send"):
-                ws.send(frame)
+                send(payload)
+        finally:
+            if sock is not None:
+                with suppress(OSError):  # closed meanwhile: the next read says so
+                    sock.settimeout(0)
 
     def _unsubscribe_all(self, ws: websocket.WebSocket) -> None:
         for channel in self.protocol.channels.values():

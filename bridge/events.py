@@ -1,4 +1,4 @@
-"""What the sans-I/O protocol core reports: frozen, slotted event classes.
+"""What the sans-I/O protocol core reports: slotted event classes, frozen but for Update.
 
 :meth:`bridge.protocol.Protocol.feed` turns each frame into a list of these; the worker turns
 them into stream entries, health counters and log lines. The core never raises on what the

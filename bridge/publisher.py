@@ -1,7 +1,8 @@
 """The one writer: entries from every connection, batched into pipelined ``XADD``s.
 
-Connection threads :meth:`Publisher.put` entries; one writer thread takes whatever is queued
-(up to ``batch``) and sends it as one non-transactional pipeline of
+The read loop (and, for resets, the connection threads) :meth:`Publisher.put_all` entries;
+one writer thread takes whatever is queued (up to ``batch``) and sends it as one
+non-transactional pipeline of
 ``XADD key MAXLEN ~ N * field value …``. It flushes as soon as the queue is empty, so at low
 rates an entry waits for no timer, and under bursts each round trip carries many entries
 (PERFORMANCE.md, "flush when the socket is drained").
@@ -112,7 +113,7 @@ class Publisher:
         self._queue.put(entries)
 
     def _wait_for_room(self) -> None:
-        """Back-pressure: the reader threads wait (and so stop reading their sockets) until the
+        """Back-pressure: the reading thread waits (and so stops reading the sockets) until the
         writer has taken entries off the queue. While Redis is unavailable the writer keeps
         draining into its bounded buffer, so this only waits on a slow, not a dead, Redis."""
         self.stalls += 1
@@ -321,6 +322,8 @@ class Publisher:
             self._lose(lost)
 
     def _drop_all(self, why: str) -> None:
+        while self._take():  # what is still queued is dropped (and counted) too
+            pass
         lost = {e.stream for e in self._pending}
         self.dropped += len(self._pending)
         log.error("! %s: %d entries not written", why, len(self._pending))

@@ -4,7 +4,7 @@ With a reader thread per connection, a worker of 40 connections (1 000 streams) 
 third more per message than one of a single connection: every read woke its own thread,
 which then queued for the GIL behind the others (P6 in docs/BENCHMARKS.md). A
 :class:`ReadLoop` waits on all the sockets at once (``selectors``) and runs each ready
-connection's read on its own thread, then, at least every ``chores_every`` seconds, every
+connection's read on the loop's one thread, then, at least every ``chores_every`` seconds, every
 connection's chores (deadlines, requests from other threads, the stop flag).
 
 Each connection's thread still owns its life cycle (connect, handshake, backoff, close): it
@@ -115,9 +115,9 @@ class ReadLoop:
 
     def _start(self) -> None:
         with self._lock:
-            if self._closing:
-                raise RuntimeError("the read loop is closed")
-            if self._thread is None:
+            if self._closing:  # the worker is stopping: a late session just ends
+                raise ConnectionLost("the read loop was closed")
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
 

@@ -95,7 +95,8 @@ class EpochSource:
 class Stream:
     """The entries of one stream: ``reset``, ``snapshot`` and ``update``.
 
-    Not thread-safe: one connection thread owns each stream.
+    Not thread-safe: one thread at a time uses a stream (the worker's read loop; a
+    connection's thread only for the reset when its session ends, after the loop let go).
     """
 
     __slots__ = ("_update_head", "discarded", "entries", "epoch", "epochs", "key", "last_ts",

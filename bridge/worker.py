@@ -65,6 +65,7 @@ STOP_JOIN_TIMEOUT = 3.0
 STOP_FLUSH_TIMEOUT = 4.0
 MALFORMED_LOGGED = 20  # then one line per thousand
 GC_THRESHOLDS = (100_000, 50, 100)  # see tune_gc
+FULL_GC_EVERY = 300.0  # seconds: cycles (a dropped connection's traceback) are freed anyway
 AUTH_CONNECTS, AUTH_WINDOW = 5, 15.0  # new connections to the auth domain (ws-v2.md §1.2)
 
 
@@ -178,8 +179,11 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_signal)
         tune_gc()
         self.start()
+        collected = time.monotonic()
         while not self.stopping.wait(1.0):
-            pass
+            if time.monotonic() - collected > FULL_GC_EVERY:  # see tune_gc
+                gc.collect()
+                collected = time.monotonic()
         self.stop()
         return 0
 
@@ -315,7 +319,7 @@ class Worker:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stopping.set()  # only record it; the main loop acts
 
-    # -- events -> entries (on connection threads) ---------------------------------------------
+    # -- events -> entries (on the read loop's thread; resets also on connection threads) -----
 
     def _on_events(self, conn: Connection, events: list[Event]) -> None:
         ts = _now_ms()
@@ -403,7 +407,9 @@ def tune_gc() -> None:
     ~70 messages and kept re-walking every long-lived object: 20–25 % of the worker's time
     under bursts (docs/BENCHMARKS.md). The bridge creates almost no reference cycles;
     reference counting frees nearly everything, so collecting rarely costs little memory
-    (P5 measures it). What exists at start is frozen out of full collections."""
+    (P5 measures it). What exists at start is frozen out of full collections, and
+    :meth:`Worker.run` still collects everything every FULL_GC_EVERY seconds, so that the
+    cycles there are (an exception's traceback after a dropped connection) never pile up."""
     gc.freeze()
     gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from bridge.errors import RemoteProtocolError
 
-__all__ = ["BINARY", "CLOSE", "CONTINUATION", "PING", "PONG", "TEXT", "FrameReader"]
+__all__ = ["BINARY", "CLOSE", "CONTINUATION", "PING", "PONG", "TEXT", "FrameError", "FrameReader"]
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 DATA_OPCODES = (TEXT, BINARY)
@@ -29,6 +29,15 @@ MAX_SIZE = 64 * 1024 * 1024  # Bitfinex's largest messages (snapshots) are tens 
 PARTS_FROM = 1 << 20  # frames larger than this are gathered in parts, not re-copied per read
 
 Message = tuple[int, bytes]  # (opcode, payload): TEXT, BINARY, CLOSE, PING or PONG
+
+
+class FrameError(RemoteProtocolError):
+    """The server broke RFC 6455. ``messages`` are the complete messages that came before
+    the fault in the same :meth:`FrameReader.feed` (they are valid: act on them first)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.messages: list[Message] = []
 
 
 class FrameReader:
@@ -60,8 +69,8 @@ class FrameReader:
         """Every message completed by ``data``, in order.
 
         Raises:
-            RemoteProtocolError: the server broke RFC 6455; the connection must be dropped
-                (the messages before the fault were lost with this call's result).
+            FrameError: the server broke RFC 6455; the connection must be dropped. The
+                messages completed before the fault are in the exception.
         """
         if self._need:  # a large frame arriving in many reads: join its parts once, at the end
             self._parts.append(data)
@@ -74,63 +83,68 @@ class FrameReader:
             data = self._buf + data
         buf, size, pos = data, len(data), 0
         out: list[Message] = []
-        while size - pos >= 2:
-            b0 = buf[pos]
-            length = buf[pos + 1]
-            if length & 0x80:
-                raise RemoteProtocolError("masked frame from the server (RFC 6455 §5.1)")
-            start = pos + 2
-            if length == 126:
-                start += 2
-                if start > size:
+        try:
+            while size - pos >= 2:
+                b0 = buf[pos]
+                length = buf[pos + 1]
+                if length & 0x80:
+                    raise FrameError("masked frame from the server (RFC 6455 §5.1)")
+                start = pos + 2
+                if length == 126:
+                    start += 2
+                    if start > size:
+                        break
+                    length = int.from_bytes(buf[pos + 2 : start], "big")
+                elif length == 127:
+                    start += 8
+                    if start > size:
+                        break
+                    length = int.from_bytes(buf[pos + 2 : start], "big")
+                # FIN + TEXT needs no check; any other frame is checked on its header
+                if b0 != 0x81:
+                    self._check_header(b0, length)
+                elif self._frag_opcode:
+                    raise FrameError("new message inside a fragmented one (§5.4)")
+                if length > self.max_size:
+                    raise FrameError(f"frame of {length} bytes exceeds {self.max_size}")
+                end = start + length
+                if end > size:
+                    if end - pos > PARTS_FROM:  # gather the rest without copying it each read
+                        self._parts, self._have, self._need = [buf[pos:]], size - pos, end - pos
+                        self._buf = b""
+                        return out
                     break
-                length = int.from_bytes(buf[pos + 2 : start], "big")
-            elif length == 127:
-                start += 8
-                if start > size:
-                    break
-                length = int.from_bytes(buf[pos + 2 : start], "big")
-            if b0 != 0x81:  # FIN + TEXT needs no check; any other frame is checked on its header
-                self._check_header(b0, length)
-            elif self._frag_opcode:
-                raise RemoteProtocolError("new message inside a fragmented one (§5.4)")
-            if length > self.max_size:
-                raise RemoteProtocolError(f"frame of {length} bytes exceeds {self.max_size}")
-            end = start + length
-            if end > size:
-                if end - pos > PARTS_FROM:  # wait for the rest without copying it each read
-                    self._parts, self._have, self._need = [buf[pos:]], size - pos, end - pos
-                    self._buf = b""
-                    return out
-                break
-            pos = end
-            if b0 == 0x81:  # nearly every frame Bitfinex sends
-                out.append((TEXT, buf[start:end]))
-            else:
-                message = self._frame(b0, buf[start:end])
-                if message is not None:
-                    out.append(message)
+                pos = end
+                if b0 == 0x81:  # nearly every frame Bitfinex sends
+                    out.append((TEXT, buf[start:end]))
+                else:
+                    message = self._frame(b0, buf[start:end])
+                    if message is not None:
+                        out.append(message)
+        except FrameError as exc:
+            exc.messages = out
+            raise
         self._buf = buf[pos:] if pos < size else b""
         return out
 
     def _check_header(self, b0: int, length: int) -> None:
         """Refuse a frame the server may not send, from its header alone."""
         if b0 & 0x70:
-            raise RemoteProtocolError("RSV bits set, but no extension was negotiated (§5.2)")
+            raise FrameError("RSV bits set, but no extension was negotiated (§5.2)")
         opcode = b0 & 0x0F
         if opcode in CONTROL_OPCODES:
             if not b0 & 0x80:
-                raise RemoteProtocolError("fragmented control frame (§5.5)")
+                raise FrameError("fragmented control frame (§5.5)")
             if length > 125:
-                raise RemoteProtocolError(f"control frame of {length} bytes, over 125 (§5.5)")
+                raise FrameError(f"control frame of {length} bytes, over 125 (§5.5)")
         elif opcode == CONTINUATION:
             if not self._frag_opcode:
-                raise RemoteProtocolError("continuation frame outside a message (§5.4)")
+                raise FrameError("continuation frame outside a message (§5.4)")
         elif opcode in DATA_OPCODES:
             if self._frag_opcode:
-                raise RemoteProtocolError("new message inside a fragmented one (§5.4)")
+                raise FrameError("new message inside a fragmented one (§5.4)")
         else:
-            raise RemoteProtocolError(f"reserved opcode {opcode:#x} (§5.2)")
+            raise FrameError(f"reserved opcode {opcode:#x} (§5.2)")
 
     def _frame(self, b0: int, payload: bytes) -> Message | None:
         """Any frame but a final text frame (its header already checked): a control frame,
@@ -142,7 +156,7 @@ class FrameReader:
             self._frag_opcode = opcode
         self._frag_size += len(payload)
         if self._frag_size > self.max_size:
-            raise RemoteProtocolError(f"message exceeds {self.max_size} bytes")
+            raise FrameError(f"message exceeds {self.max_size} bytes")
         self._fragments.append(payload)
         if not fin:
             return None

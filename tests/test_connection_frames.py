@@ -108,6 +108,7 @@ class FakeCore:
         self.fed: list[bytes | str] = []
         self.lost: list[str] = []
         self.connects = 0
+        self.outgoing: list[bytes] = []  # frames to send, as a core queues them
 
     @property
     def channels(self) -> Mapping[Subscription, Any]:
@@ -123,7 +124,8 @@ class FakeCore:
         return [Malformed("fed", frame.decode() if isinstance(frame, bytes) else frame)]
 
     def data_to_send(self) -> list[bytes]:
-        return []
+        out, self.outgoing = self.outgoing, []
+        return out
 
     def next_deadline(self) -> float:
         return float("inf")

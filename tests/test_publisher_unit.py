@@ -320,3 +320,49 @@ def test_slow_but_answering_redis_back_pressures_readers_and_drops_nothing(
     assert peak <= publisher.batch * 2 + publisher.batch * 4 + 10
     stored = [decode_fields(fields) for _, fields in server.xrange("bfx:trades:tBTCUSD")]
     assert stored == [expected(e) for e in queued]
+
+
+class DeadWriter:
+    """A writer whose Redis is away: every send fails."""
+
+    def send(self, chunk: list[Entry], maxlen: int) -> None:
+        raise ConnectionRefusedError("Redis is away")
+
+    def collect(self, count: int) -> list[Any]:
+        raise ConnectionRefusedError("Redis is away")
+
+    def fence(self) -> None:
+        raise ConnectionRefusedError("Redis is away")
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def test_stop_while_redis_is_away_counts_what_was_still_queued_as_dropped() -> None:
+    """Stopping with Redis away drops what is buffered *and* what is still queued, all of it
+    counted and its streams reported, none of it forgotten."""
+    lost: list[set[str]] = []
+    publisher = Publisher(fakeredis.FakeRedis(), maxlen=100, batch=5, on_lost=lost.append,
+                          writer=DeadWriter())  # fmt: skip
+    publisher.start()
+    a, b = updates("bfx:a", 200), updates("bfx:b", 300)
+    for i in range(0, 200, 10):
+        publisher.put_all(a[i : i + 10])
+    wait_until(lambda: publisher.failures > 0, 10, "the first failure")
+    publisher.put_all(b)  # queued while the writer waits to retry
+    publisher.stop(timeout=0.5)
+    assert publisher.dropped == 500 and publisher.written == 0
+    assert publisher.buffered == 0
+    assert set().union(*lost) == {"bfx:a", "bfx:b"}
+
+
+def test_drop_all_counts_entries_still_queued() -> None:
+    """The last resort at stop (Redis away past the deadline) drops the buffer and the queue
+    alike: entries a reader queued after the writer's last take are counted and reported."""
+    lost: list[set[str]] = []
+    publisher = Publisher(fakeredis.FakeRedis(), maxlen=100, on_lost=lost.append)
+    publisher.put_all(updates("bfx:queued", 7))
+    publisher._pending.extend(updates("bfx:pending", 3))
+    publisher._drop_all("stopping while Redis is unavailable")
+    assert publisher.dropped == 10 and publisher.buffered == 0
+    assert lost == [{"bfx:queued", "bfx:pending"}]

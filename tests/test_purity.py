@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 BRIDGE = Path(__file__).resolve().parent.parent / "bridge"
-PURE = ["protocol", "events", "records", "book", "streams", "shards", "subscription", "jsnum"]
+PURE = ["protocol", "events", "records", "book", "streams", "shards", "subscription", "jsnum",
+        "wsframes"]  # fmt: skip
 FORBIDDEN = {"websocket", "redis", "socket", "threading", "time"}
 
 

@@ -177,4 +177,4 @@ def test_close_ends_the_sessions_still_read_and_refuses_new_ones(
     assert isinstance(a.result, ConnectionLost), a.result
     b.run_in(loop)
     wait_until(b.returned.is_set, 10, "b to be refused")
-    assert isinstance(b.result, RuntimeError), b.result
+    assert isinstance(b.result, ConnectionLost), b.result
