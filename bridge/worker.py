@@ -238,7 +238,7 @@ class Worker:
         deadline = time.monotonic() + STOP_JOIN_TIMEOUT  # one deadline for all, not each
         for conn in self.connections + self.account_connections:
             conn.join(max(0.1, deadline - time.monotonic()))
-        self.read_loop.close()
+        self.read_loop.close(timeout=0.5)  # instant unless a handler is stuck: keep the budget
         self._event("worker_stop", pid=os.getpid())
         self.publisher.stop(STOP_FLUSH_TIMEOUT)
         self.health.stop(delete=True)
