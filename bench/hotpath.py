@@ -3,10 +3,11 @@ per-message cost to compare changes with (the P1 figure moves ±10 % between run
 
 A frame log written by the emulator (``python bench/run.py --only P1 --quick --keep`` leaves
 one as ``p1.frames`` in the kept directory) is replayed for one connection: its frames are
-encoded as WebSocket frames and fed 256 KiB at a time through what the reader thread runs
-(:class:`~bridge.wsframes.FrameReader`, :meth:`~bridge.protocol.Protocol.feed`, the worker's
-event → entry step, :class:`~bridge.streams.Stream`), and the entries are joined into
-pipelines of 500 as the writer does. Redis is not involved: this measures our Python only.
+encoded as WebSocket frames and fed 256 KiB at a time through the real code the read loop
+runs (:class:`~bridge.wsframes.FrameReader`, the connection's message handling, the core's
+:meth:`~bridge.protocol.Protocol.feed`, the worker's event → entry step), and each batch of
+entries is joined into one buffer as the writer does. Redis is not involved: this measures
+our Python only.
 
     python bench/hotpath.py FRAMES [--connection N|all] [--profile]
 
@@ -32,15 +33,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bridge.events import Snapshot, Update  # noqa: E402
+from bridge.connection import Connection  # noqa: E402
 from bridge.protocol import Protocol  # noqa: E402
 from bridge.streams import Entry, EpochSource, Stream  # noqa: E402
 from bridge.subscription import Subscription  # noqa: E402
-from bridge.worker import GC_THRESHOLDS  # noqa: E402
+from bridge.worker import GC_THRESHOLDS, Worker  # noqa: E402
 from bridge.wsframes import FrameReader  # noqa: E402
 
 CHUNK = 262144
-BATCH = 500
 
 
 def load(path: Path) -> dict[str, list[bytes]]:
@@ -85,41 +85,51 @@ def wire(frames: list[bytes]) -> list[bytes]:
     return [bytes(out[i : i + CHUNK]) for i in range(0, len(out), CHUNK)]
 
 
+class _Writer:
+    """Stands for the publisher: joins each batch's commands as the writer thread would."""
+
+    def __init__(self) -> None:
+        self.entries = 0
+
+    def put_all(self, entries: list[Entry]) -> None:
+        b"".join(e.command or b"" for e in entries)
+        self.entries += len(entries)
+
+
+def _worker(subs: list[Subscription], writer: _Writer) -> Worker:
+    """The worker's event -> entry step (its real method), without config, Redis or threads."""
+    worker = Worker.__new__(Worker)
+    worker.streams = {sub: Stream(f"bench:{sub.name}", EpochSource("bench"), 1_000_000)
+                      for sub in subs}  # fmt: skip
+    worker.publisher = writer  # type: ignore[assignment]
+    worker._on_control = lambda conn, event, ts: None  # type: ignore[method-assign]
+    return worker
+
+
+def _connection(subs: list[Subscription], worker: Worker) -> Connection:
+    """A connection's message handling (its real methods), without a socket or a thread."""
+    conn = Connection.__new__(Connection)
+    conn.protocol = Protocol(subs)
+    conn.protocol.connect(0.0)
+    conn.msgs = 0
+    conn.on_events = worker._on_events
+    return conn
+
+
 def replay(connections: list[tuple[list[bytes], list[Subscription]]]) -> tuple[int, int]:
-    """Everything the reader and writer threads do in Python; (messages, entries). Several
-    connections are read in turn, one read each, as their threads would take the GIL."""
-    cores = []
-    streams: dict[Subscription, Stream] = {}
-    for _, subs in connections:
-        protocol = Protocol(subs)
-        protocol.connect(0.0)
-        cores.append((protocol, FrameReader()))
-        for sub in subs:
-            streams[sub] = Stream(f"bench:{sub.name}", EpochSource("bench"), 1_000_000)
-    pending: list[Entry] = []
-    messages = entries = 0
+    """What the read loop does in Python with each read, with the real methods of the
+    connection, the core and the worker; (messages, entries). Several connections are read
+    in turn, one read each, as the read loop does when all are busy."""
+    writer = _Writer()
+    worker = _worker([sub for _, subs in connections for sub in subs], writer)
+    readers = [(_connection(subs, worker), FrameReader()) for _, subs in connections]
     rounds = max(len(chunks) for chunks, _ in connections)
     for index in range(rounds):
-        for (chunks, _), (protocol, reader) in zip(connections, cores, strict=True):
-            if index >= len(chunks):
-                continue
-            now = time.monotonic()
-            for _, payload in reader.feed(chunks[index]):
-                messages += 1
-                for event in protocol.feed(payload, now):
-                    kind = type(event)
-                    if kind is Update:
-                        entry = streams[event.sub].update(event.record, 1, event.mts)  # type: ignore[attr-defined]
-                        if entry is not None:
-                            pending.append(entry)
-                    elif kind is Snapshot:
-                        snap: Any = event
-                        pending += streams[snap.sub].snapshot(snap.records, 1, snap.mts)
-            while len(pending) >= BATCH:
-                b"".join(e.command or b"" for e in pending[:BATCH])
-                entries += BATCH
-                del pending[:BATCH]
-    return messages, entries + len(pending)
+        for (chunks, _), (conn, frames) in zip(connections, readers, strict=True):
+            if index < len(chunks):
+                now = time.monotonic()
+                conn._dispatch(conn._messages(None, frames.feed(chunks[index]), now))  # type: ignore[arg-type]
+    return sum(conn.msgs for conn, _ in readers), writer.entries
 
 
 def main() -> int:
