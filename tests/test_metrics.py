@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import urllib.request
 from pathlib import Path
@@ -22,11 +23,29 @@ GROUP_GAUGES = ["connections", "subscribed", "expected", "buffered", "last_msg"]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive free ports, below the ephemeral range.
+
+    A port from bind(0) is an ephemeral one, and so may be the next: outgoing connections of
+    the tests running alongside take them, so "port + 1" (the second group's metrics port)
+    was sometimes taken by the time the worker bound it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(10_000, max(low - count, 10_001))
+        socks = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise AssertionError("no free ports below the ephemeral range")
 
 
 def groups_text(names: list[str], port: int) -> str:
@@ -151,7 +170,7 @@ def test_metrics_port_does_not_stop_a_second_group_from_running(
     emulator: Any, r: redis.Redis, prefix: str, spawn: Any, tmp_path: Path
 ) -> None:
     """With [metrics] port and two groups, both workers run (neither crash-loops on the port)."""
-    port = free_port()
+    port = free_port(2)
     config = write_config(
         tmp_path / "bridge.toml",
         url=emulator.url,
@@ -159,7 +178,10 @@ def test_metrics_port_does_not_stop_a_second_group_from_running(
         groups=groups_text(["g", "h"], port) + "\n[supervisor]\nstartsecs = 1\n",
     )
     supervisor = spawn("run", "-c", str(config))
-    wait_until(lambda: status_ok(r, prefix, "g") and status_ok(r, prefix, "h"), 30, "g and h ok")
+    try:
+        wait_until(lambda: status_ok(r, prefix, "g") and status_ok(r, prefix, "h"), 30, "g, h ok")
+    except AssertionError as exc:  # say why: the workers' own words
+        raise AssertionError(f"{exc}\n{supervisor.output()}") from exc
     exits: Any = [f for _, f in r.xrange(f"{prefix}:events") if f[b"type"] == b"worker_exit"]
     assert exits == [], supervisor.output()
     found = samples(scrape(port))
