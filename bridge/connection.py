@@ -317,9 +317,6 @@ class Connection:
         """Requests from other threads, deadlines, the frames to send, the stop flag."""
         if self.stopping.is_set():
             raise Finished
-        if self._tls and self._sock.pending():  # decrypted already (with the handshake's
-            self.on_readable(now)  # last record, say): the socket will not signal them
-            return
         while not self._requests.empty():
             sub, why = self._requests.get_nowait()
             self._dispatch([EntriesLost(sub, why), *self.protocol.resubscribe(sub, why, now)])

@@ -44,7 +44,9 @@ class Reading(Protocol):
     def reading_socket(self) -> socket.socket: ...
 
     def on_readable(self, now: float) -> None:
-        """Read what arrived and act on it; raise to end the session."""
+        """Read what arrived and act on it; raise to end the session. Called when the
+        socket is readable, and once when the session is handed over (there may be
+        nothing to read then)."""
 
     def chores(self, now: float) -> None:
         """Deadlines, requests, the stop flag; raise to end the session."""
@@ -170,7 +172,9 @@ class ReadLoop:
                 self._end(session, exc)
                 continue
             self._sessions.append(session)
-            self._call(session, session.reading.chores)
+            # Read once now: the socket may hold data no selector reports (a TLS record that
+            # came with the handshake's response is already decrypted, inside the SSL object).
+            self._call(session, session.reading.on_readable)
 
     def _call(self, session: _Session, callback: Callable[[float], None]) -> None:
         if session.done.is_set():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from typing import Any, NamedTuple
 
+import hiredis
 import msgpack
 
 __all__ = [
@@ -48,19 +49,21 @@ class Entry(NamedTuple):
 _new_entry = tuple.__new__  # Entry(...) without NamedTuple's Python-level __new__ (hot path)
 
 
-def _bulk(value: bytes | str | int) -> bytes:
-    """One RESP bulk string (the form of every argument of a command)."""
-    raw = value if isinstance(value, bytes) else str(value).encode()
-    return b"$%d\r\n%b\r\n" % (len(raw), raw)
-
-
 def xadd_command(stream: str | bytes, maxlen: int, fields: dict[str, bytes | str | int]) -> bytes:
-    """``XADD stream MAXLEN ~ maxlen * field value …`` encoded as RESP (what the server
-    reads; the same bytes as ``hiredis.pack_command``)."""
-    args = [b"XADD", stream, b"MAXLEN", b"~", maxlen, b"*"]
+    """``XADD stream MAXLEN ~ maxlen * field value …`` encoded as RESP by hiredis (what
+    the writer sends for an entry that does not carry its command)."""
+    args: list[Any] = [
+        b"XADD",
+        stream,
+        b"MAXLEN",
+        b"~",
+        maxlen,
+        b"*",
+    ]  # Any: hiredis types the tuple as one item
     for name, value in fields.items():
         args += (name, value)
-    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
+    command: bytes = hiredis.pack_command(tuple(args))
+    return command
 
 
 class StreamState(enum.Enum):

@@ -30,7 +30,7 @@ from bridge.account import AccountProtocol
 from bridge.account_config import Account
 from bridge.account_events import Authenticated, AuthFailed
 from bridge.config import Config, Group
-from bridge.connection import RECV_TIMEOUT, Connection
+from bridge.connection import RECV_TIMEOUT, Connection, Core
 from bridge.errors import BridgeError
 from bridge.events import (
     EntriesLost,
@@ -118,21 +118,9 @@ class Worker:
                 shard,
                 verify_checksums=config["bitfinex.verify_checksums"],
                 trades_tu=group.trades_tu,
-                channel_timeout=config["bitfinex.channel_timeout"],
-                connection_timeout=config["bitfinex.connection_timeout"],
-                ping_interval=config["bitfinex.ping_interval"],
+                **self._timeouts(),
             )
-            conn = Connection(
-                f"{group.name}/{index + 1}",
-                config["bitfinex.url"],
-                protocol,
-                on_events=self._on_events,
-                pacer=pacer,
-                stopping=self.stopping,
-                report=self._event,
-                throttle_wait=config["bitfinex.throttle_wait"],
-                loop=self.read_loop,
-            )
+            conn = self._connection(f"{index + 1}", config["bitfinex.url"], protocol, pacer)
             self.connections.append(conn)
             for sub in shard:
                 self._owner[self.streams[sub].key] = (sub, conn)
@@ -147,29 +135,35 @@ class Worker:
         if self._nonces is None:
             self._nonces = connect_redis(config["redis.url"])
         nonce = NonceSource(self._nonces, nonce_key(self.prefix, account.api_key))
-        core = AccountProtocol(
-            account,
-            nonce,
-            channel_timeout=config["bitfinex.channel_timeout"],
-            connection_timeout=config["bitfinex.connection_timeout"],
-            ping_interval=config["bitfinex.ping_interval"],
-        )
-        conn = Connection(
-            f"{self.group.name}/account:{account.name}",
-            config["bitfinex.auth_url"],
-            core,
-            on_events=self._on_events,
-            pacer=self._auth_pacer,
-            stopping=self.stopping,
-            report=self._event,
-            throttle_wait=config["bitfinex.throttle_wait"],
-            loop=self.read_loop,
-        )
+        core = AccountProtocol(account, nonce, **self._timeouts())
+        url = config["bitfinex.auth_url"]
+        conn = self._connection(f"account:{account.name}", url, core, self._auth_pacer)
         for feed in core.feeds.values():
             stream = Stream(f"{self.prefix}:{feed.name}", epochs, config["redis.maxlen"])
             self.streams[feed] = stream
             self._owner[stream.key] = (feed, conn)
         return conn
+
+    def _timeouts(self) -> dict[str, float]:
+        """The silence and ping settings every core of this worker is made with."""
+        config = self.config
+        return {"channel_timeout": config["bitfinex.channel_timeout"],
+                "connection_timeout": config["bitfinex.connection_timeout"],
+                "ping_interval": config["bitfinex.ping_interval"]}  # fmt: skip
+
+    def _connection(self, name: str, url: str, core: Core, pacer: SharedPacer) -> Connection:
+        """A connection of this worker (``GROUP/name``), read by its read loop."""
+        return Connection(
+            f"{self.group.name}/{name}",
+            url,
+            core,
+            on_events=self._on_events,
+            pacer=pacer,
+            stopping=self.stopping,
+            report=self._event,
+            throttle_wait=self.config["bitfinex.throttle_wait"],
+            loop=self.read_loop,
+        )
 
     # -- life cycle ---------------------------------------------------------------------------
 

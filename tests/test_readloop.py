@@ -25,6 +25,7 @@ class FakeSession:
         self.sock, self.peer = socket.socketpair()
         self.sock.setblocking(False)
         self.received = b""
+        self.reads = 0
         self.threads: set[str] = set()
         self.chores_at: list[float] = []
         self.credits: list[float] = []
@@ -38,7 +39,11 @@ class FakeSession:
 
     def on_readable(self, now: float) -> None:
         self.threads.add(threading.current_thread().name)
-        data = self.sock.recv(65536)
+        self.reads += 1
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return  # nothing yet (the read made when the session is handed over)
         if not data:
             raise ConnectionLost("peer closed")
         self.received += data
@@ -178,3 +183,28 @@ def test_close_ends_the_sessions_still_read_and_refuses_new_ones(
     b.run_in(loop)
     wait_until(b.returned.is_set, 10, "b to be refused")
     assert isinstance(b.result, ConnectionLost), b.result
+
+
+class BufferedSession(FakeSession):
+    """Bytes held inside the session (as an SSL object holds decrypted ones) that its socket
+    will never signal: only a read that is not prompted by the selector finds them."""
+
+    def __init__(self, held: bytes) -> None:
+        super().__init__()
+        self.held = held
+
+    def on_readable(self, now: float) -> None:
+        self.received += self.held
+        self.held = b""
+        super().on_readable(now)
+
+
+def test_a_session_is_read_once_when_handed_over(sessions: list[FakeSession]) -> None:
+    """Data a session holds before it is handed over, which no selector reports, is read:
+    the loop reads every session once on arrival."""
+    loop = ReadLoop(0.05)
+    s = BufferedSession(b"with the handshake")
+    sessions.append(s)
+    s.run_in(loop)
+    wait_until(lambda: s.chores_at, 10, "the session in the loop")
+    wait_until(lambda: s.received == b"with the handshake", 10, "the held data")
